@@ -1,0 +1,23 @@
+# Set-up is part of every command: a fresh clone needs nothing but python3.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install train test clean
+
+install: $(STAMP)
+
+# Re-installs only when the project's requirements change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(PYTHON) train.py $(ARGS)
+
+test: install
+	$(PYTHON) -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/multirun

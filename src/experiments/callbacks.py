@@ -1,0 +1,100 @@
+"""What a run measures once per epoch, and how it shows progress."""
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from experiments.module import RegressionModule
+
+
+class EpochRecorder(pl.Callback):
+    """Evaluates the model on the whole training set before training and after every epoch, the
+    number the tutorials print, and logs it to TensorBoard beside the closed-form optimum, their
+    ratio, the epoch's mean batch loss and every weight and bias by name (`weights/apples/temp`).
+
+    A loss that stops being finite ends training at that epoch: a diverged run is a result.
+    At the end it logs `hparams` with the final loss and ratio as their metrics (TensorBoard's
+    HPARAMS tab) and a picture of the fit.
+    """
+
+    def __init__(self, feature_names: list[str], target_names: list[str], optimal_loss: float,
+                 hparams: dict[str, Any]) -> None:
+        self.feature_names, self.target_names = feature_names, target_names
+        self.optimal_loss = optimal_loss
+        self.hparams = hparams
+        self.losses: list[float] = []  # whole-data loss, [0] before training, [e] after epoch e
+        self.diverged_at_epoch: int | None = None
+
+    def ratio(self, loss: float) -> float:
+        """How many times the optimal loss `loss` is (1.0 = as good as least squares)."""
+        return loss / self.optimal_loss if self.optimal_loss > 0 else math.inf
+
+    @torch.no_grad()
+    def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> float:
+        data = trainer.datamodule
+        loss = F.mse_loss(module(data.features), data.targets).item()
+        self.losses.append(loss)
+        metrics = {"train/full_loss": loss, "train/optimal_loss": self.optimal_loss,
+                   "train/loss_ratio": self.ratio(loss)}
+        if epoch > 0:
+            metrics["train/loss"] = module.mean_epoch_loss()
+        weights, bias = module.model.weight.tolist(), module.model.bias.tolist()
+        for target, row, b in zip(self.target_names, weights, bias):
+            metrics.update({f"weights/{target}/{feature}": w for feature, w in zip(self.feature_names, row)})
+            metrics[f"bias/{target}"] = b
+        trainer.logger.log_metrics(metrics, step=epoch)
+        return loss
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        self._record(trainer, pl_module, epoch=0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if not math.isfinite(self._record(trainer, pl_module, epoch)):
+            self.diverged_at_epoch = epoch
+            trainer.should_stop = True
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        epochs, final_loss = len(self.losses) - 1, self.losses[-1]
+        final = {"final/loss": final_loss, "final/loss_ratio": self.ratio(final_loss)}
+        trainer.logger.log_hyperparams(self.hparams, metrics=final, step=epochs)
+        if self.diverged_at_epoch is None:
+            from experiments.figures import fit_figure  # matplotlib is imported only here
+
+            data = trainer.datamodule
+            figure = fit_figure(data.features, data.targets, pl_module(data.features),
+                                self.feature_names, self.target_names)
+            trainer.logger.experiment.add_figure("fit", figure, global_step=epochs)
+
+
+class EpochProgressBar(pl.callbacks.ProgressBar):
+    """One bar over the epochs, showing the whole-data loss. Lightning's default bar redraws
+    per step, which on the tutorials' data (one to three steps an epoch) is mostly flicker."""
+
+    def __init__(self, recorder: EpochRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+        self.enabled = True
+        self.bar: tqdm | None = None
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.bar = tqdm(total=trainer.max_epochs, desc="Training", unit="epoch", disable=not self.enabled,
+                        dynamic_ncols=True, leave=False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.bar.set_postfix_str(f"loss {self.recorder.losses[-1]:.5g}", refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.bar.close()

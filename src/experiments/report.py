@@ -1,0 +1,49 @@
+"""A finished run in words: summary.json and the lines printed at the end."""
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write `summary.json`; non-finite numbers (a diverged run) become null, which JSON can hold."""
+    clean = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in summary.items()}
+    path = run_dir / "summary.json"
+    path.write_text(json.dumps(clean, indent=2) + "\n")
+    return path
+
+
+def _shown_path(path: Path) -> str:
+    """The path as the user would type it: relative to where they are, if it lies below."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def format_report(summary: dict[str, Any], run_dir: Path) -> str:
+    """A few lines a student can read: how it ended, how close to optimal, what was learned."""
+    lines = []
+    if summary["status"] == "diverged":
+        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss became "
+                     f"{summary['final_loss']}. The learning rate is too large for this data; "
+                     f"try a smaller one, e.g. optim.lr={summary['lr'] / 10:g}.")
+    else:
+        lines.append(f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
+                     f"({summary['steps']} steps, {summary['seconds']:.2f} s).")
+        lines.append(f"  loss on the whole data set  {summary['final_loss']:.6g}")
+        lines.append(f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   "
+                     f"ratio {summary['loss_ratio']:.4g}x")
+        for target, row, bias in zip(summary["target_names"], summary["weights"], summary["bias"]):
+            terms = " ".join(f"{w:+.4g}*{f}" for f, w in zip(summary["feature_names"], row))
+            lines.append(f"  {target} = {terms} {bias:+.4g}")
+    shown = _shown_path(run_dir)
+    lines.append(f"  run folder: {shown}")
+    lines.append(f"  view it:    tensorboard --logdir {shown}")
+    return os.linesep.join(lines)

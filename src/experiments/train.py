@@ -1,0 +1,151 @@
+"""`python train.py [overrides]`: compose an experiment, train it, and record the result.
+
+Data flows one way: config -> seed -> data -> model sized from the data -> Lightning module
+with the configured optimizer -> Trainer logging to TensorBoard in the job folder -> fit ->
+checkpoint, summary.json, console report. `train(cfg)` does it all and returns the summary;
+`main()` is the command-line wrapper.
+"""
+
+import logging
+import math
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from experiments.callbacks import EpochProgressBar, EpochRecorder
+from experiments.errors import UserError
+from experiments.module import RegressionModule
+from experiments.reference import least_squares
+from experiments.report import format_report, write_summary
+
+# Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse settings that cannot train, before anything is built or written."""
+    lr = cfg.optim.get("lr")
+    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+        raise UserError(f"optim.lr must be a positive, finite number such as optim.lr=1e-5; got {lr!r}.")
+    epochs = cfg.trainer.get("max_epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise UserError(f"trainer.max_epochs must be a whole number of at least 1; got {epochs!r}.")
+    batch_size = cfg.data.get("batch_size")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise UserError(f"data.batch_size must be a whole number of at least 1, or null for the whole data set "
+                        f"in one batch; got {batch_size!r}.")
+
+
+def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progress_bar: bool) -> pl.Trainer:
+    callbacks = [recorder] + ([EpochProgressBar(recorder)] if progress_bar else [])
+    # One event file directly in the job folder: TensorBoard names the run by the folder.
+    logger = TensorBoardLogger(save_dir=run_dir, name="", version="", default_hp_metric=False)
+    logger.hparams = dict(recorder.hparams)  # what its hparams.yaml records
+    return pl.Trainer(
+        **cfg.trainer,
+        default_root_dir=run_dir,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=progress_bar,
+        enable_checkpointing=False,  # one checkpoint, written at the end by train()
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one composed experiment in `cfg.output_dir` and return its summary."""
+    validate(cfg)
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    run_dir = Path(cfg.output_dir)
+
+    # Seeded at the start of every job: a multirun reuses the process and its random state.
+    pl.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    table = datamodule.table
+    model = instantiate(cfg.model, in_features=datamodule.num_features, out_features=datamodule.num_targets)
+    module = RegressionModule(model, instantiate(cfg.optim))
+    optimal_weights, optimal_bias, optimal_loss = least_squares(table.features, table.targets)
+
+    setup = {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
+             "lr": cfg.optim.lr, "batch_size": datamodule.batch_size, "shuffle": datamodule.shuffle,
+             "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
+    recorder = EpochRecorder(table.feature_names, table.target_names, optimal_loss, hparams=setup)
+    trainer = _make_trainer(cfg, run_dir, recorder, progress_bar=hydra_cfg.mode != RunMode.MULTIRUN)
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit:  # Lightning exits after a graceful Ctrl-C shutdown; keep what was learned
+        if not trainer.interrupted:
+            raise
+    seconds = time.perf_counter() - started
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+
+    final_loss = recorder.losses[-1]
+    summary = {
+        "status": "interrupted" if trainer.interrupted else "diverged" if recorder.diverged_at_epoch else "ok",
+        "diverged_at_epoch": recorder.diverged_at_epoch,
+        "final_loss": final_loss,
+        "optimal_loss": optimal_loss,
+        "loss_ratio": recorder.ratio(final_loss),
+        "weights": model.weight.detach().cpu().double().tolist(),
+        "bias": model.bias.detach().cpu().double().tolist(),
+        "optimal_weights": optimal_weights.tolist(),
+        "optimal_bias": optimal_bias.tolist(),
+        "feature_names": table.feature_names,
+        "target_names": table.target_names,
+        "epochs": len(recorder.losses) - 1,
+        "steps": trainer.global_step,
+        "seconds": seconds,
+        **setup,
+        "accelerator": cfg.trainer.accelerator,
+    }
+    write_summary(run_dir, summary)
+    print(format_report(summary, run_dir), flush=True)
+    if trainer.interrupted:
+        raise SystemExit(130)
+    return summary
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """Remove a job folder that holds nothing but Hydra's copy of the config."""
+    if run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+
+
+# The repository's conf/, found from this file so train.py runs from any directory.
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    """The command line: train, or print a user error in one paragraph and exit with status 2.
+    Returns the final loss, the number a sweeper such as Optuna minimises."""
+    try:
+        summary = train(cfg)
+    except UserError as error:
+        _discard_if_empty(Path(cfg.output_dir))
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return summary["final_loss"] if summary["status"] == "ok" else math.inf
