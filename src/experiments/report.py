@@ -31,9 +31,10 @@ def format_report(summary: dict[str, Any], run_dir: Path) -> str:
     """A few lines a student can read: how it ended, how close to optimal, what was learned."""
     lines = []
     if summary["status"] == "diverged":
-        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss became "
-                     f"{summary['final_loss']}. The learning rate is too large for this data; "
-                     f"try a smaller one, e.g. optim.lr={summary['lr'] / 10:g}.")
+        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss became {summary['final_loss']}. "
+                     f"optim.lr={summary['lr']:g} is too large for this data: full-batch gradient descent "
+                     f"on it is stable only for optim.lr < {summary['max_stable_lr']:.2g}, and smaller "
+                     f"batches need less.")
     else:
         lines.append(f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
                      f"({summary['steps']} steps, {summary['seconds']:.2f} s).")

@@ -8,6 +8,7 @@ checkpoint, summary.json, console report. `train(cfg)` does it all and returns t
 
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -27,7 +29,7 @@ from omegaconf import DictConfig
 from experiments.callbacks import EpochProgressBar, EpochRecorder
 from experiments.errors import UserError
 from experiments.module import RegressionModule
-from experiments.reference import least_squares
+from experiments.reference import least_squares, max_stable_lr
 from experiments.report import format_report, write_summary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
@@ -109,6 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "final_loss": final_loss,
         "optimal_loss": optimal_loss,
         "loss_ratio": recorder.ratio(final_loss),
+        "max_stable_lr": max_stable_lr(table.features, table.targets),
         "weights": model.weight.detach().cpu().double().tolist(),
         "bias": model.bias.detach().cpu().double().tolist(),
         "optimal_weights": optimal_weights.tolist(),
@@ -140,12 +143,16 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """The command line: train, or print a user error in one paragraph and exit with status 2.
+    """The command line: train, or print a user error in one paragraph and exit with status 2
+    (HYDRA_FULL_ERROR=1 shows the traceback instead).
     Returns the final loss, the number a sweeper such as Optuna minimises."""
     try:
         summary = train(cfg)
-    except UserError as error:
+    except (UserError, InstantiationException) as error:  # a config value its class refused, too
         _discard_if_empty(Path(cfg.output_dir))
-        print(f"Error: {error}", file=sys.stderr)
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        # Hydra's own message already reads "Error in call to target ...: ValueError(...)".
+        print(error if isinstance(error, InstantiationException) else f"Error: {error}", file=sys.stderr)
         sys.exit(2)
     return summary["final_loss"] if summary["status"] == "ok" else math.inf

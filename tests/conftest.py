@@ -1,0 +1,47 @@
+"""Shared fixtures: real configs composed by Hydra, and TensorBoard files read by TensorBoard."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments.train import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose the real config with overrides, as `python train.py` would, pinned to the CPU,
+    writing to a fresh folder under tmp_path (`${hydra:runtime.output_dir}` is unset under compose)."""
+    count = 0
+
+    def make(*overrides: str) -> DictConfig:
+        nonlocal count
+        count += 1
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=["accelerator=cpu", *overrides], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            cfg.output_dir = str(tmp_path / f"run{count}")
+        return cfg
+
+    return make
+
+
+def read_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in a run folder, as (step, value) pairs, read by TensorBoard itself."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def run_cli(*args: str, cwd: Path, script: str = "train.py") -> subprocess.CompletedProcess:
+    """Run one of the repository's commands as a user would, from `cwd`."""
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)

@@ -1,0 +1,62 @@
+"""The commands as a user types them, in a subprocess: output folders, sweeps and error messages."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_single_run_writes_its_folder_and_prints_the_result(tmp_path):
+    result = run_cli("model=scratch", "optim.lr=1e-5", "trainer.max_epochs=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events")) == [
+        ".hydra", "checkpoints", "hparams.yaml", "summary.json"]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["model"], summary["lr"], summary["epochs"]) == ("scratch", 1e-5, 3)
+    assert "loss on the whole data set" in result.stdout
+    assert f"tensorboard --logdir outputs/runs/{run_dir.name}" in result.stdout
+
+
+def test_multirun_makes_one_folder_and_one_event_file_per_job(tmp_path):
+    result = run_cli("-m", "optim.lr=1e-6,1e-5", "trainer.max_epochs=1,2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").iterdir()
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert jobs == ["optim.lr=1e-05,trainer.max_epochs=1", "optim.lr=1e-05,trainer.max_epochs=2",
+                    "optim.lr=1e-06,trainer.max_epochs=1", "optim.lr=1e-06,trainer.max_epochs=2"]
+    for job in jobs:
+        assert len(list((sweep_dir / job).glob("events.out.tfevents.*"))) == 1
+        summary = json.loads((sweep_dir / job / "summary.json").read_text())
+        lr, epochs = (value for _, value in (item.split("=") for item in job.split(",")))
+        assert (float(lr), int(epochs)) == (summary["lr"], summary["epochs"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=0", "optim.lr must be a positive, finite number"),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number"),
+    ("data.batch_size=-3", "data.batch_size must be a whole number"),
+    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number"),
+    ("model=scratch model.bias_init=ones", "bias_init must be 'randn' or 'zeros'"),
+])
+def test_bad_values_give_one_line_and_write_nothing(tmp_path, override, message):
+    result = run_cli(*override.split(), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert list((tmp_path / "outputs" / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.learning_rate=1", "Could not override 'optim.learning_rate'"),
+    ("model=mlp", "Could not find 'model/mlp'"),
+    ("data=crop", "Could not find 'data/crop'"),
+])
+def test_unknown_keys_and_options_get_hydras_message_without_a_traceback(tmp_path, override, message):
+    result = run_cli(override, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr

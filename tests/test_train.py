@@ -1,0 +1,131 @@
+"""train(cfg) end to end, in process, on configs composed exactly as the command line composes them."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import read_scalars
+from experiments.errors import UserError
+from experiments.train import train
+
+ALL_COMBINATIONS = [(data, model, optim) for data in ("crops", "crops5", "crops5_tutorial000", "toy")
+                    for model in ("linear", "scratch") for optim in ("sgd", "gd")]
+
+
+@pytest.mark.parametrize("data,model,optim", ALL_COMBINATIONS)
+def test_every_combination_composes_and_trains(make_cfg, data, model, optim):
+    cfg = make_cfg(f"data={data}", f"model={model}", f"optim={optim}", "trainer.max_epochs=1")
+    summary = train(cfg)
+    assert summary["status"] == "ok" and summary["epochs"] == 1 and summary["steps"] == 1
+    assert (summary["data"], summary["model"], summary["optim"]) == (data, model, optim)
+    assert (Path(cfg.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_summary_holds_the_result_in_the_datas_units(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=5", "data.batch_size=4", "data.shuffle=true")
+    summary = train(cfg)
+    saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
+    assert saved == summary  # JSON keeps every float exactly
+    for key in ("status", "final_loss", "optimal_loss", "loss_ratio", "weights", "bias", "feature_names",
+                "target_names", "epochs", "steps", "seconds", "data", "model", "optim", "lr", "batch_size",
+                "max_epochs", "seed"):
+        assert key in saved, key
+    assert saved["steps"] == 5 * 4  # 15 rows in batches of 4
+    assert saved["feature_names"] == ["temp", "rainfall", "humidity"]
+    assert saved["target_names"] == ["apples", "oranges"]
+    assert torch.tensor(saved["weights"]).shape == (2, 3) and len(saved["bias"]) == 2
+    assert saved["loss_ratio"] == pytest.approx(saved["final_loss"] / saved["optimal_loss"])
+
+    # The reported loss is the model's loss on the whole data set, recomputed from the reported weights.
+    from experiments.datasets import builtin
+    crops = builtin("crops")
+    weights, bias = torch.tensor(saved["weights"], dtype=torch.float64), torch.tensor(saved["bias"], dtype=torch.float64)
+    predictions = crops.features.double() @ weights.T + bias
+    assert saved["final_loss"] == pytest.approx(torch.mean((predictions - crops.targets) ** 2).item(), rel=1e-4)
+
+
+def test_tensorboard_file_holds_the_promised_scalars(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=3")
+    summary = train(cfg)
+    run_dir = Path(cfg.output_dir)
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    scalars = read_scalars(run_dir)
+    assert [step for step, _ in scalars["train/full_loss"]] == [0, 1, 2, 3]
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2, 3]
+    assert scalars["train/full_loss"][-1][1] == pytest.approx(summary["final_loss"], rel=1e-6)
+    assert scalars["train/optimal_loss"][0][1] == pytest.approx(summary["optimal_loss"], rel=1e-6)
+    assert scalars["train/loss_ratio"][-1][1] == pytest.approx(summary["loss_ratio"], rel=1e-6)
+    for target, row in zip(("apples", "oranges"), summary["weights"]):
+        for feature, weight in zip(("temp", "rainfall", "humidity"), row):
+            assert scalars[f"weights/{target}/{feature}"][-1][1] == pytest.approx(weight, rel=1e-6)
+    assert scalars["bias/oranges"][-1][1] == pytest.approx(summary["bias"][1], rel=1e-6)
+    assert scalars["final/loss"] == [(3, pytest.approx(summary["final_loss"], rel=1e-6))]
+
+
+def test_hparams_and_picture_are_logged(make_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    cfg = make_cfg("data=toy", "model=scratch", "optim.lr=1e-3", "trainer.max_epochs=2")
+    train(cfg)
+    events = EventAccumulator(cfg.output_dir, size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    assert events.Tags()["images"] == ["fit"]
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"final/loss", "final/loss_ratio"}
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = session.session_start_info.hparams
+    assert hparams["data"].string_value == "toy" and hparams["model"].string_value == "scratch"
+    assert hparams["lr"].number_value == pytest.approx(1e-3)
+    assert {"optim", "batch_size", "max_epochs", "seed"} <= set(hparams)
+
+
+def test_loss_falls_and_gd_on_the_toy_set_reaches_the_optimum(make_cfg):
+    summary = train(make_cfg("data=toy", "optim=gd", "optim.lr=0.02", "trainer.max_epochs=1000"))
+    assert summary["status"] == "ok"
+    assert summary["loss_ratio"] < 1.001
+    assert summary["weights"][0][0] == pytest.approx(summary["optimal_weights"][0][0], rel=1e-2)
+
+
+def test_a_diverging_run_stops_and_says_so(make_cfg, capsys):
+    cfg = make_cfg("optim.lr=1e-2", "trainer.max_epochs=100")
+    summary = train(cfg)
+    assert summary["status"] == "diverged"
+    assert 1 <= summary["diverged_at_epoch"] < 100 and summary["epochs"] == summary["diverged_at_epoch"]
+    saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
+    assert saved["status"] == "diverged" and saved["final_loss"] is None
+    assert saved["diverged_at_epoch"] == summary["diverged_at_epoch"]
+    assert "Diverged at epoch" in capsys.readouterr().out
+
+
+def test_runs_are_reproducible_from_the_seed(make_cfg):
+    overrides = ("data.batch_size=5", "data.shuffle=true", "trainer.max_epochs=3")
+    first, again = train(make_cfg(*overrides)), train(make_cfg(*overrides))
+    other = train(make_cfg(*overrides, "seed=7"))
+    assert first["weights"] == again["weights"]
+    assert first["weights"] != other["weights"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=0", "optim.lr must be a positive, finite number"),
+    ("optim.lr=-1e-5", "optim.lr must be a positive, finite number"),
+    ("optim.lr=inf", "optim.lr must be a positive, finite number"),
+    ("optim.lr=nan", "optim.lr must be a positive, finite number"),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number of at least 1"),
+    ("data.batch_size=0", "data.batch_size must be a whole number of at least 1"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(make_cfg, override, message):
+    cfg = make_cfg(override)
+    with pytest.raises(UserError, match=message):
+        train(cfg)
+    assert not Path(cfg.output_dir).exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_trains_on_the_gpu(make_cfg):
+    summary = train(make_cfg("accelerator=gpu", "trainer.max_epochs=2", "data.shuffle=true", "data.batch_size=5"))
+    assert summary["status"] == "ok" and summary["accelerator"] == "gpu"
