@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import run_cli
 
@@ -43,6 +44,9 @@ def test_multirun_makes_one_folder_and_one_event_file_per_job(tmp_path):
     ("data.batch_size=-3", "data.batch_size must be a whole number"),
     ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number"),
     ("model=scratch model.bias_init=ones", "bias_init must be 'randn' or 'zeros'"),
+    ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
+    pytest.param("accelerator=gpu", "PyTorch sees no GPU here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_bad_values_give_one_line_and_write_nothing(tmp_path, override, message):
     result = run_cli(*override.split(), cwd=tmp_path)

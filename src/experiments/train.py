@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -62,17 +63,23 @@ def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progr
     # One event file directly in the job folder: TensorBoard names the run by the folder.
     logger = TensorBoardLogger(save_dir=run_dir, name="", version="", default_hp_metric=False)
     logger.hparams = dict(recorder.hparams)  # what its hparams.yaml records
-    return pl.Trainer(
-        **cfg.trainer,
-        default_root_dir=run_dir,
-        logger=logger,
-        callbacks=callbacks,
-        enable_progress_bar=progress_bar,
-        enable_checkpointing=False,  # one checkpoint, written at the end by train()
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
-    )
+    if cfg.trainer.get("accelerator") == "gpu" and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        raise UserError("accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
+                        "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one.")
+    try:
+        return pl.Trainer(
+            **cfg.trainer,
+            default_root_dir=run_dir,
+            logger=logger,
+            callbacks=callbacks,
+            enable_progress_bar=progress_bar,
+            enable_checkpointing=False,  # one checkpoint, written at the end by train()
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
+        )
+    except (TypeError, ValueError, MisconfigurationException) as error:  # refused trainer.* settings
+        raise UserError(f"the Lightning Trainer refused the trainer settings: {error}") from error
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
