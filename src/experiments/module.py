@@ -1,7 +1,5 @@
 """The LightningModule: mean squared error on an injected model."""
 
-from collections.abc import Callable, Iterable
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -12,15 +10,15 @@ class RegressionModule(pl.LightningModule):
     """Trains `model` to minimise the mean squared error, the tutorials' loss
     (`torch.sum(diff * diff) / diff.numel()` is exactly `F.mse_loss`).
 
-    `optimizer` makes the optimizer from the parameters (a Hydra `_partial_`), so the update
-    rule is configuration, not code. The mean batch loss of the epoch is kept as a tensor,
+    The optimizer over `model`'s parameters is injected too, so the update rule is configuration,
+    not code. The mean batch loss of the epoch is kept as a tensor,
     without a `.item()` per step, and read by `EpochRecorder` once per epoch.
     """
 
-    def __init__(self, model: nn.Module, optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         super().__init__()
         self.model = model
-        self.make_optimizer = optimizer
+        self.optimizer = optimizer
         self.epoch_loss_sum = torch.zeros(())
         self.epoch_batches = 0
 
@@ -42,4 +40,4 @@ class RegressionModule(pl.LightningModule):
         return (self.epoch_loss_sum / max(self.epoch_batches, 1)).item()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.make_optimizer(self.parameters())
+        return self.optimizer

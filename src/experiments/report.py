@@ -31,7 +31,7 @@ def format_report(summary: dict[str, Any], run_dir: Path) -> str:
     """A few lines a student can read: how it ended, how close to optimal, what was learned."""
     lines = []
     if summary["status"] == "diverged":
-        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss became {summary['final_loss']}. "
+        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss grew to {summary['final_loss']:.4g}. "
                      f"optim.lr={summary['lr']:g} is too large for this data: full-batch gradient descent "
                      f"on it is stable only for optim.lr < {summary['max_stable_lr']:.2g}, and smaller "
                      f"batches need less.")

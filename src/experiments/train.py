@@ -40,22 +40,48 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate(cfg: DictConfig) -> None:
     """Refuse settings that cannot train, before anything is built or written."""
     lr = cfg.optim.get("lr")
-    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
         raise UserError(f"optim.lr must be a positive, finite number such as optim.lr=1e-5; got {lr!r}.")
     epochs = cfg.trainer.get("max_epochs")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not (_is_whole(epochs) and epochs >= 1):
         raise UserError(f"trainer.max_epochs must be a whole number of at least 1; got {epochs!r}.")
     batch_size = cfg.data.get("batch_size")
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+    if not (batch_size is None or (_is_whole(batch_size) and batch_size >= 1)):
         raise UserError(f"data.batch_size must be a whole number of at least 1, or null for the whole data set "
                         f"in one batch; got {batch_size!r}.")
+    shuffle = cfg.data.get("shuffle")
+    if not isinstance(shuffle, bool):
+        raise UserError(f"data.shuffle must be true or false; got {shuffle!r}.")
+    if not (_is_whole(cfg.seed) and 0 <= cfg.seed < 2**32):
+        raise UserError(f"seed must be a whole number from 0 to 4294967295; got {cfg.seed!r}.")
+    if cfg.trainer.get("devices", 1) != 1:
+        raise UserError(f"trainer.devices must be 1; got {cfg.trainer.devices!r}. A linear regression fits on one "
+                        f"device, and every job writes its results from a single process.")
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if HydraConfig.get().mode == RunMode.MULTIRUN and any(s in strategy for s in ("ddp", "fsdp", "deepspeed")):
+        raise UserError(f"trainer.strategy={strategy} cannot run inside a multirun (-m): its worker processes would "
+                        f"re-run the whole sweep. Run it as a single run, without -m.")
+    if cfg.trainer.get("accelerator") == "gpu" and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        raise UserError("accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
+                        "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one.")
+
+
+def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
+    """instantiate(cfg[what]), with a refused value reported as the user's mistake it is."""
+    try:
+        return instantiate(cfg[what], **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(f"{what}: {type(cause).__name__}: {cause}") from error
 
 
 def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progress_bar: bool) -> pl.Trainer:
@@ -63,9 +89,6 @@ def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progr
     # One event file directly in the job folder: TensorBoard names the run by the folder.
     logger = TensorBoardLogger(save_dir=run_dir, name="", version="", default_hp_metric=False)
     logger.hparams = dict(recorder.hparams)  # what its hparams.yaml records
-    if cfg.trainer.get("accelerator") == "gpu" and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
-        raise UserError("accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
-                        "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one.")
     try:
         return pl.Trainer(
             **cfg.trainer,
@@ -91,10 +114,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     # Seeded at the start of every job: a multirun reuses the process and its random state.
     pl.seed_everything(cfg.seed, verbose=False)
-    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    datamodule = _build(cfg, "data", seed=cfg.seed)
     table = datamodule.table
-    model = instantiate(cfg.model, in_features=datamodule.num_features, out_features=datamodule.num_targets)
-    module = RegressionModule(model, instantiate(cfg.optim))
+    model = _build(cfg, "model", in_features=datamodule.num_features, out_features=datamodule.num_targets)
+    optimizer = _build(cfg, "optim")
+    try:  # made here, not first inside fit, so that a refused option stops the run before it starts
+        optimizer = optimizer(model.parameters())
+    except (TypeError, ValueError) as error:
+        raise UserError(f"optim: {error}") from error
+    module = RegressionModule(model, optimizer)
     optimal_weights, optimal_bias, optimal_loss = least_squares(table.features, table.targets)
 
     setup = {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
@@ -130,6 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seconds": seconds,
         **setup,
         "accelerator": cfg.trainer.accelerator,
+        "device": trainer.strategy.root_device.type,
     }
     write_summary(run_dir, summary)
     print(format_report(summary, run_dir), flush=True)
@@ -155,11 +184,10 @@ def main(cfg: DictConfig) -> float:
     Returns the final loss, the number a sweeper such as Optuna minimises."""
     try:
         summary = train(cfg)
-    except (UserError, InstantiationException) as error:  # a config value its class refused, too
+    except UserError as error:
         _discard_if_empty(Path(cfg.output_dir))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        # Hydra's own message already reads "Error in call to target ...: ValueError(...)".
-        print(error if isinstance(error, InstantiationException) else f"Error: {error}", file=sys.stderr)
+        print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
     return summary["final_loss"] if summary["status"] == "ok" else math.inf
