@@ -27,8 +27,12 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def format_report(summary: dict[str, Any], run_dir: Path) -> str:
-    """A few lines a student can read: how it ended, how close to optimal, what was learned."""
+def format_report(summary: dict[str, Any], run_dir: Path, compact: bool = False) -> str:
+    """A few lines a student can read: how it ended, how close to optimal, what was learned.
+    `compact`, for the jobs of a sweep, is one line: the sweep's table follows at the end."""
+    if compact:
+        return (f"  {summary['status']}: loss {summary['final_loss']:.6g} ({summary['loss_ratio']:.4g}x optimal) "
+                f"after {summary['epochs']} epochs, {summary['seconds']:.2f} s")
     lines = []
     if summary["status"] == "diverged":
         lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss grew to {summary['final_loss']:.4g}. "

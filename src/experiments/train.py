@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **setup,
         "accelerator": cfg.trainer.accelerator,
         "device": trainer.strategy.root_device.type,
+        "threads": torch.get_num_threads(),
     }
     write_summary(run_dir, summary)
-    print(format_report(summary, run_dir), flush=True)
+    print(format_report(summary, run_dir, compact=hydra_cfg.mode == RunMode.MULTIRUN), flush=True)
     if trainer.interrupted:
         raise SystemExit(130)
     return summary
@@ -179,15 +181,38 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """The command line: train, or print a user error in one paragraph and exit with status 2
-    (HYDRA_FULL_ERROR=1 shows the traceback instead).
-    Returns the final loss, the number a sweeper such as Optuna minimises."""
-    try:
-        summary = train(cfg)
-    except UserError as error:
-        _discard_if_empty(Path(cfg.output_dir))
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(2)
+    """The command line. Returns the final loss, the number a sweeper such as Optuna minimises.
+
+    A single run with a user error prints it in one line and exits with status 2
+    (HYDRA_FULL_ERROR=1 shows the traceback). In a multirun a job that fails, for whatever reason,
+    is recorded as failed in its folder and the sweep goes on; the sweep summary reports it.
+    """
+    run_dir = Path(cfg.output_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        try:
+            summary = train(cfg)
+        except Exception as error:  # noqa: BLE001 - one job's failure must not end the sweep
+            _record_failure(cfg, run_dir, error)
+            return math.inf
+    else:
+        try:
+            summary = train(cfg)
+        except UserError as error:
+            _discard_if_empty(run_dir)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"Error: {error}", file=sys.stderr)
+            sys.exit(2)
     return summary["final_loss"] if summary["status"] == "ok" else math.inf
+
+
+def _record_failure(cfg: DictConfig, run_dir: Path, error: Exception) -> None:
+    """A failed sweep job's summary.json (status failed, the error) and, for a bug rather than a
+    user error, its traceback in error.txt."""
+    message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(error, UserError):
+        (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+    write_summary(run_dir, {"status": "failed", "error": message, "lr": cfg.optim.get("lr"),
+                            "max_epochs": cfg.trainer.get("max_epochs"), "seed": cfg.get("seed")})
+    print(f"Job failed: {message}", file=sys.stderr, flush=True)

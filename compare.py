@@ -1,0 +1,7 @@
+"""Compare runs: python compare.py PATH... (run folders, sweep folders or outputs/). See README.md."""
+import sys
+
+from experiments.compare import main
+
+if __name__ == "__main__":
+    sys.exit(main())
