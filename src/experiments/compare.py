@@ -86,13 +86,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def distinct_overrides(runs: list[Run]) -> list[str]:
+    """Each run's overrides without those every run shares (such as experiment=sweep_lr_epochs):
+    what tells the runs apart."""
+    items = [run.overrides.split(",") for run in runs]
+    shared = set.intersection(*map(set, items)) if len(runs) > 1 else set()
+    return [",".join(i for i in run_items if i not in shared) or run.overrides for run, run_items in zip(runs, items)]
+
+
 def table_rows(runs: list[Run]) -> list[dict[str, str]]:
     """One row per run, as text; the best ok run is marked with `*`."""
     rows = []
-    for rank, run in enumerate(runs):
+    for rank, (run, overrides) in enumerate(zip(runs, distinct_overrides(runs))):
         row = {column: _cell(run.summary.get(column)) for column in COLUMNS}
         row["best"] = "*" if rank == 0 and run.sort_key[0] == 0 else ""
-        row["overrides"] = run.overrides
+        row["overrides"] = overrides
         row["path"] = str(run.path)
         if run.summary.get("status") == "diverged":
             row["error"] = f"diverged at epoch {run.summary.get('diverged_at_epoch')}"
@@ -132,13 +140,13 @@ def plot_loss_curves(runs: list[Run], path: Path) -> None:
     from matplotlib.figure import Figure
 
     plotted = [run for run in runs if any(math.isfinite(v) and v > 0 for _, v in run.curve)]
-    fig = Figure(figsize=(10, max(4.5, 0.22 * len(plotted) + 1)), layout="constrained")
+    fig = Figure(figsize=(11, max(4.5, 0.19 * len(plotted) + 1.5)), layout="constrained")
     ax = fig.subplots()
     colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
-    for i, run in enumerate(plotted):
+    for i, (run, label) in enumerate(zip(plotted, distinct_overrides(plotted))):
         steps, values = zip(*[(s, v) for s, v in run.curve if math.isfinite(v) and v > 0])
         color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
-        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=run.overrides)
+        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
     optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
     for j, optimum in enumerate(optima):
         ax.axhline(optimum, color="black", linestyle="--", linewidth=1,
@@ -148,7 +156,7 @@ def plot_loss_curves(runs: list[Run], path: Path) -> None:
     ax.grid(True, which="major", alpha=0.3)
     if plotted:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small" if len(plotted) <= 15 else "x-small",
-                  ncol=1 if len(plotted) <= 25 else 2, frameon=False)
+                  frameon=False)
     fig.savefig(path, dpi=110)
 
 

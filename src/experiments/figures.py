@@ -14,7 +14,7 @@ def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch
 
     features, targets, predictions = (t.detach().cpu().double() for t in (features, targets, predictions))
     if features.shape[1] == 1 and targets.shape[1] == 1:
-        fig = Figure(figsize=(5, 4), layout="constrained")
+        fig = Figure(figsize=(5, 4), layout="tight")
         ax = fig.subplots()
         order = features[:, 0].argsort()
         ax.plot(features[:, 0], targets[:, 0], "bo", label="data")
@@ -22,7 +22,7 @@ def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch
         ax.set(xlabel=feature_names[0], ylabel=target_names[0], title="Fitted line")
         ax.legend()
         return fig
-    fig = Figure(figsize=(4 * len(target_names), 4), layout="constrained")
+    fig = Figure(figsize=(4 * len(target_names), 4), layout="tight")
     for ax, name, actual, predicted in zip(fig.subplots(1, len(target_names), squeeze=False)[0],
                                           target_names, targets.T, predictions.T):
         low, high = min(actual.min(), predicted.min()).item(), max(actual.max(), predicted.max()).item()
