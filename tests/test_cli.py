@@ -33,12 +33,12 @@ def test_multirun_makes_one_folder_and_one_event_file_per_job(tmp_path):
     assert result.returncode == 0, result.stderr
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").iterdir()
     jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    assert jobs == ["optim.lr=1e-05,trainer.max_epochs=1", "optim.lr=1e-05,trainer.max_epochs=2",
-                    "optim.lr=1e-06,trainer.max_epochs=1", "optim.lr=1e-06,trainer.max_epochs=2"]
+    assert jobs == ["0_optim.lr=1e-06,trainer.max_epochs=1", "1_optim.lr=1e-06,trainer.max_epochs=2",
+                    "2_optim.lr=1e-05,trainer.max_epochs=1", "3_optim.lr=1e-05,trainer.max_epochs=2"]
     for job in jobs:
         assert len(list((sweep_dir / job).glob("events.out.tfevents.*"))) == 1
         summary = json.loads((sweep_dir / job / "summary.json").read_text())
-        lr, epochs = (value for _, value in (item.split("=") for item in job.split(",")))
+        lr, epochs = (value for _, value in (item.split("=") for item in job.split("_", 1)[1].split(",")))
         assert (float(lr), int(epochs)) == (summary["lr"], summary["epochs"])
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,6 @@ import pytest
 import yaml
 
 from conftest import REPO, read_scalars, run_cli
-from experiments.train import _record_failure
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,10 @@ def _rows(sweep_dir: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def mixed_sweep(tmp_path_factory):
-    """One sweep with a job that trains, one that diverges and one with a bad value."""
+    """One sweep with a job that trains, one that diverges, one with a bad value and one whose config
+    cannot even be read (an unexpected exception)."""
     cwd = tmp_path_factory.mktemp("mixed")
-    result = run_cli("-m", "optim.lr=1e-5,1e-2,0", "trainer.max_epochs=5", cwd=cwd)
+    result = run_cli("-m", "optim.lr=1e-5,1e-2,0,${nope}", "trainer.max_epochs=5", cwd=cwd)
     return result, _sweep_dir(cwd)
 
 
@@ -48,11 +49,15 @@ def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     assert "optim.lr must be a positive" in failed["error"]
     assert diverged["error"].startswith("diverged at epoch")
     assert float(ok["final_loss"]) > float(ok["optimal_loss"])
-    assert list(rows) == [ok["overrides"], diverged["overrides"], failed["overrides"]]  # best first
+    (unreadable,) = [row for row in rows.values() if "nope" in row["overrides"]]
+    assert unreadable["status"] == "failed" and unreadable["error"].startswith("InterpolationKeyError")
+    (job,) = sweep_dir.glob("3_*")
+    assert "Traceback" in (job / "error.txt").read_text()
+    assert list(rows)[:2] == [ok["overrides"], diverged["overrides"]]  # best first, failures last
     markdown = (sweep_dir / "summary.md").read_text()
-    assert markdown.count("\n") == 2 + 3 and "| * |" in markdown
+    assert markdown.count("\n") == 2 + 4 and "| * |" in markdown
     assert (sweep_dir / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "1 ok, 1 diverged, 1 failed" in result.stdout
+    assert "1 ok, 1 diverged, 2 failed" in result.stdout
     assert "* " in result.stdout and "optim.lr=1e-05" in result.stdout  # the table, printed
 
 
@@ -83,7 +88,8 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
                 pass
             assert time.monotonic() < deadline, "TensorBoard did not come up"
             time.sleep(0.5)
-        assert sorted(runs) == ["optim.lr=0.01,trainer.max_epochs=5", "optim.lr=1e-05,trainer.max_epochs=5"]
+        trained = [p.name for p in sweep_dir.iterdir() if list(p.glob("events.out.tfevents.*"))]
+        assert sorted(runs) == sorted(trained) and len(runs) == 2  # the failed job never trained
         tags = get("/data/plugin/scalars/tags")
         for run in runs:
             assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss",
@@ -98,9 +104,10 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
             "colParams": [], "startIndex": 0, "sliceSize": 100})["sessionGroups"]
         by_run = {g["name"]: g for g in groups}
         assert set(by_run) == set(runs)
-        assert by_run["optim.lr=1e-05,trainer.max_epochs=5"]["hparams"]["lr"] == pytest.approx(1e-5)
-        summary = json.loads((sweep_dir / "optim.lr=1e-05,trainer.max_epochs=5" / "summary.json").read_text())
-        metrics = {m["name"]["tag"]: m["value"] for m in by_run["optim.lr=1e-05,trainer.max_epochs=5"]["metricValues"]}
+        (ok_run,) = [run for run in runs if "optim.lr=1e-05" in run]
+        assert by_run[ok_run]["hparams"]["lr"] == pytest.approx(1e-5)
+        summary = json.loads((sweep_dir / ok_run / "summary.json").read_text())
+        metrics = {m["name"]["tag"]: m["value"] for m in by_run[ok_run]["metricValues"]}
         assert metrics["final/loss"] == pytest.approx(summary["final_loss"], rel=1e-6)
     finally:
         server.terminate()
@@ -109,18 +116,32 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
 
 def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):
     _, sweep_dir = mixed_sweep
-    assert run_cli("data=toy", "trainer.max_epochs=3", cwd=tmp_path).returncode == 0
+    assert run_cli("optim.lr=1e-4", "trainer.max_epochs=50", cwd=tmp_path).returncode == 0
     out = tmp_path / "report"
     result = run_cli(str(sweep_dir), str(tmp_path / "outputs"), "--out", str(out), cwd=tmp_path,
                      script="compare.py")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert {row["status"] for row in rows} == {"ok", "diverged", "failed"}
-    toy = next(row for row in rows if row["overrides"] == "data=toy,trainer.max_epochs=3")
-    assert toy["best"] == "*"  # the toy set's loss is far below the crops'
+    assert rows[0]["overrides"] == "optim.lr=1e-4,trainer.max_epochs=50" and rows[0]["best"] == "*"
     assert (out / "loss_curves.png").is_file() and (out / "summary.md").is_file()
-    assert "4 runs" in result.stdout
+    assert "5 runs" in result.stdout
+
+
+def test_compare_reports_jobs_that_left_no_or_a_broken_summary(mixed_sweep, tmp_path):
+    _, sweep_dir = mixed_sweep
+    import shutil
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    ok_job, diverged_job = sorted(p for p in copy.iterdir() if list(p.glob("events.out.tfevents.*")))
+    (ok_job / "summary.json").unlink()  # as if the job had been killed
+    (diverged_job / "summary.json").write_text("{")  # as if cut off mid-write
+    result = run_cli(str(copy), "--out", str(tmp_path), cwd=tmp_path, script="compare.py")
+    assert result.returncode == 0, result.stderr
+    errors = {row["status"] + ": " + row["error"] for row in csv.DictReader((tmp_path / "summary.csv").open())}
+    assert any(e.startswith("failed: no summary.json") for e in errors)
+    assert any(e.startswith("failed: unreadable summary.json") for e in errors)
 
 
 def test_compare_explains_an_empty_or_missing_path(tmp_path):
@@ -130,12 +151,17 @@ def test_compare_explains_an_empty_or_missing_path(tmp_path):
     assert empty.returncode == 2 and "no runs" in empty.stderr
 
 
-def test_each_job_is_seeded_at_its_start(tmp_path):
-    # Both jobs build the same model from the same seed; the second must not continue the first's RNG.
-    result = run_cli("-m", "optim=sgd,gd", "trainer.max_epochs=1", cwd=tmp_path)
+def test_each_job_is_seeded_at_its_start_in_its_own_folder(tmp_path):
+    # Two jobs with the same overrides: each gets its own folder, and the second, seeded afresh,
+    # does not continue the first one's random numbers, so both learn exactly the same.
+    result = run_cli("-m", "optim.lr=1e-5,1e-5", "data.shuffle=True", "data.batch_size=5", "trainer.max_epochs=2",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    first, second = (read_scalars(job) for job in sorted(p for p in _sweep_dir(tmp_path).iterdir() if p.is_dir()))
-    assert first["weights/apples/temp"][0] == second["weights/apples/temp"][0]
+    jobs = sorted(p for p in _sweep_dir(tmp_path).iterdir() if p.is_dir())
+    assert [job.name for job in jobs] == ["0_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2",
+                                          "1_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2"]
+    first, second = (json.loads((job / "summary.json").read_text()) for job in jobs)
+    assert first["weights"] == second["weights"]
 
 
 def test_joblib_runs_jobs_in_parallel_with_limited_threads(tmp_path):
@@ -177,20 +203,42 @@ def test_the_tutorials_exercise_sweep_runs_nine_jobs(tmp_path):
         (lr, epochs) for lr in (1e-6, 1e-5, 1e-4) for epochs in (50, 100, 200)}
 
 
-def test_ddp_is_refused_inside_a_multirun(tmp_path):
-    result = run_cli("-m", "+trainer.strategy=ddp", "trainer.max_epochs=1", cwd=tmp_path)
-    assert result.returncode == 1
+def test_ddp_is_refused_inside_a_multirun(make_cfg):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from experiments.errors import UserError
+    from experiments.train import train
+
+    from omegaconf import read_write
+
+    cfg = make_cfg("+trainer.strategy=ddp")
+    with read_write(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN  # as in a job of `python train.py -m ...`
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(UserError, match="cannot run inside a multirun"):
+        train(cfg)
+
+
+def test_a_reused_sweep_folder_summarizes_only_the_new_jobs(tmp_path):
+    assert run_cli("-m", "optim.lr=0", "hydra.sweep.dir=sweep", cwd=tmp_path).returncode == 1
+    result = run_cli("-m", "optim.lr=1e-5", "trainer.max_epochs=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [row["status"] for row in _rows(tmp_path / "sweep").values()] == ["ok"]
+
+
+def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "-m", "optim.lr=1e-5,1e-6",
+                                "trainer.max_epochs=10000000"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("outputs/multirun/*/*/events.out.tfevents.*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
     (row,) = _rows(_sweep_dir(tmp_path)).values()
-    assert row["status"] == "failed" and "cannot run inside a multirun" in row["error"]
-
-
-def test_an_unexpected_exception_is_recorded_with_its_traceback(make_cfg):
-    cfg = make_cfg("optim.lr=1e-3")
-    try:
-        raise RuntimeError("out of memory")
-    except RuntimeError as error:
-        _record_failure(cfg, Path(cfg.output_dir), error)
-    summary = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
-    assert summary == {"status": "failed", "error": "RuntimeError: out of memory", "lr": 1e-3, "max_epochs": 100,
-                       "seed": 42}
-    assert "raise RuntimeError" in (Path(cfg.output_dir) / "error.txt").read_text()
+    assert row["status"] == "interrupted" and int(row["epochs"]) > 0
+    assert (_sweep_dir(tmp_path) / "loss_curves.png").is_file()

@@ -28,6 +28,7 @@ class Run:
     path: Path
     summary: dict[str, Any]
     overrides: str
+    modified: float = 0.0  # when its summary.json was written
     curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
@@ -48,13 +49,34 @@ def _overrides(run_dir: Path) -> str:
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Every run folder at or below `paths`, each once, in order."""
+    """Every run folder at or below `paths`, each once, in order: folders with a summary.json, and
+    job folders Hydra made (`.hydra/overrides.yaml`) whose job ended without one."""
     found: dict[Path, None] = {}
     for path in paths:
-        for summary in sorted([path / "summary.json"] if (path / "summary.json").is_file()
-                              else path.rglob("summary.json")):
-            found[summary.parent.resolve()] = None
+        path = path.parent if path.name == "summary.json" else path
+        markers = [path / "summary.json", path / ".hydra" / "overrides.yaml"]
+        if not any(marker.is_file() for marker in markers):
+            markers = [*path.rglob("summary.json"), *path.rglob(".hydra/overrides.yaml")]
+        for run_dir in sorted({m.parent.parent if m.name == "overrides.yaml" else m.parent for m in markers
+                               if m.is_file()}):
+            found[run_dir.resolve()] = None
     return list(found)
+
+
+def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
+    """The run's summary.json and when it was written; for a job that wrote none, or an unreadable
+    one, a summary that says so."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        modified = (run_dir / ".hydra").stat().st_mtime
+        return {"status": "failed", "error": "no summary.json: the job was killed, crashed, or is still running"}, modified
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        summary = {"status": "failed", "error": f"unreadable summary.json: {error}"}
+    return summary, path.stat().st_mtime
 
 
 def load_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -73,8 +95,8 @@ def load_runs(paths: list[Path], curves: bool = True) -> list[Run]:
     """The runs at or below `paths`, best (lowest final loss) first; failed and diverged runs last."""
     runs = []
     for run_dir in find_runs(paths):
-        summary = json.loads((run_dir / "summary.json").read_text())
-        runs.append(Run(run_dir, summary, _overrides(run_dir), load_loss_curve(run_dir) if curves else []))
+        summary, modified = read_summary(run_dir)
+        runs.append(Run(run_dir, summary, _overrides(run_dir), modified, load_loss_curve(run_dir) if curves else []))
     return sorted(runs, key=lambda run: run.sort_key)
 
 
@@ -91,7 +113,9 @@ def distinct_overrides(runs: list[Run]) -> list[str]:
     what tells the runs apart."""
     items = [run.overrides.split(",") for run in runs]
     shared = set.intersection(*map(set, items)) if len(runs) > 1 else set()
-    return [",".join(i for i in run_items if i not in shared) or run.overrides for run, run_items in zip(runs, items)]
+    labels = [",".join(i for i in run_items if i not in shared) or run.overrides for run, run_items in zip(runs, items)]
+    # Runs made by the same overrides (repeated runs, two sweeps) are told apart by their folders.
+    return [f"{label} ({run.path.name})" if labels.count(label) > 1 else label for run, label in zip(runs, labels)]
 
 
 def table_rows(runs: list[Run]) -> list[dict[str, str]]:
@@ -146,6 +170,8 @@ def plot_loss_curves(runs: list[Run], path: Path) -> None:
     for i, (run, label) in enumerate(zip(plotted, distinct_overrides(plotted))):
         steps, values = zip(*[(s, v) for s, v in run.curve if math.isfinite(v) and v > 0])
         color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
+        if run.summary.get("status") != "ok":
+            label += f" ({run.summary.get('status')})"
         ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
     optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
     for j, optimum in enumerate(optima):

@@ -15,7 +15,9 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """Write `summary.json`; non-finite numbers (a diverged run) become null, which JSON can hold."""
     clean = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in summary.items()}
     path = run_dir / "summary.json"
-    path.write_text(json.dumps(clean, indent=2) + "\n")
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(clean, indent=2) + "\n")
+    partial.replace(path)  # atomic: a reader never sees half a file
     return path
 
 

@@ -6,6 +6,7 @@ job included, and this callback reads them all back from the sweep folder.
 """
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,29 @@ from experiments.compare import load_runs, report
 
 class SweepSummary(Callback):
     """Writes summary.csv, summary.md and loss_curves.png into the sweep folder, prints the table,
-    and exits with status 1 when any job failed, so scripts and CI notice."""
+    and exits with status 1 when any job failed, so scripts and CI notice. Job folders left in the
+    sweep folder by an earlier sweep (a reused `hydra.sweep.dir`) are not counted."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        runs = load_runs([sweep_dir]) if sweep_dir.is_dir() else []
+        if self.report(Path(config.hydra.sweep.dir)):
+            sys.exit(1)
+
+    def report(self, sweep_dir: Path) -> int:
+        """Summarize the sweep in `sweep_dir`; returns how many of its jobs failed."""
+        runs = [run for run in load_runs([sweep_dir]) if run.modified >= self.started] if sweep_dir.is_dir() else []
         if not runs:
-            return
+            return 0
         print(f"\nSweep of {len(runs)} jobs, best first:")
         report(runs, sweep_dir)
         counts = {status: sum(run.summary.get("status") == status for run in runs)
-                  for status in ("ok", "diverged", "failed")}
-        print(f"\n{counts['ok']} ok, {counts['diverged']} diverged, {counts['failed']} failed. "
-              f"Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}\n"
+                  for status in ("ok", "interrupted", "diverged", "failed")}
+        print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted")
+              + f". Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}\n"
               f"View it:  tensorboard --logdir {sweep_dir}")
-        if counts["failed"]:
-            sys.exit(1)
+        return counts["failed"]

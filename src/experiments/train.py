@@ -26,13 +26,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.callbacks import EpochProgressBar, EpochRecorder
 from experiments.errors import UserError
 from experiments.module import RegressionModule
 from experiments.reference import least_squares, max_stable_lr
 from experiments.report import format_report, write_summary
+from experiments.sweep import SweepSummary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
@@ -194,6 +195,9 @@ def main(cfg: DictConfig) -> float:
         except Exception as error:  # noqa: BLE001 - one job's failure must not end the sweep
             _record_failure(cfg, run_dir, error)
             return math.inf
+        except SystemExit:  # Ctrl-C: Hydra will not reach the end of the sweep, so report it here
+            SweepSummary().report(Path(HydraConfig.get().sweep.dir))
+            raise
     else:
         try:
             summary = train(cfg)
@@ -208,11 +212,16 @@ def main(cfg: DictConfig) -> float:
 
 def _record_failure(cfg: DictConfig, run_dir: Path, error: Exception) -> None:
     """A failed sweep job's summary.json (status failed, the error) and, for a bug rather than a
-    user error, its traceback in error.txt."""
+    user error, its traceback in error.txt. Reads the config defensively: it may be what failed."""
     message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
     run_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(error, UserError):
         (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
-    write_summary(run_dir, {"status": "failed", "error": message, "lr": cfg.optim.get("lr"),
-                            "max_epochs": cfg.trainer.get("max_epochs"), "seed": cfg.get("seed")})
+    settings = {}
+    for name, key in (("lr", "optim.lr"), ("max_epochs", "trainer.max_epochs"), ("seed", "seed")):
+        try:
+            settings[name] = OmegaConf.select(cfg, key, default=None)
+        except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded
+            settings[name] = None
+    write_summary(run_dir, {"status": "failed", "error": message, **settings})
     print(f"Job failed: {message}", file=sys.stderr, flush=True)
