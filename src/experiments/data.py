@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import lightning.pytorch as pl
 import torch
 
+from experiments.csv_table import read_csv
 from experiments.datasets import BUILTIN, Table, builtin
 from experiments.errors import UserError
 
@@ -59,6 +60,16 @@ class RegressionDataModule(pl.LightningDataModule):
         if name not in BUILTIN:
             raise UserError(f"data.name={name!r} is not a built-in data set; choose one of {sorted(BUILTIN)}.")
         return cls(builtin(name), **kwargs)
+
+    @classmethod
+    def from_csv(cls, path: str, targets: list[str], features: list[str] | None = None,
+                 **kwargs) -> "RegressionDataModule":
+        """A datamodule over a CSV file with a header row (see `experiments.csv_table`). A relative
+        `path` is taken from the folder the command was run in."""
+        from hydra.utils import to_absolute_path
+
+        return cls(read_csv(to_absolute_path(path), list(targets), None if features is None else list(features)),
+                   **kwargs)
 
     @property
     def num_features(self) -> int:

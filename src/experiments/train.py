@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from experiments.callbacks import EpochProgressBar, EpochRecorder
 from experiments.errors import UserError
@@ -79,6 +80,9 @@ def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
     """instantiate(cfg[what]), with a refused value reported as the user's mistake it is."""
     try:
         return instantiate(cfg[what], **kwargs)
+    except MissingMandatoryValue as error:
+        raise UserError(f"{error.full_key} must be given, e.g. "
+                        f"python train.py data=csv data.path=FILE.csv data.targets=[COLUMN]") from None
     except InstantiationException as error:
         cause = error.__cause__ or error
         if isinstance(cause, UserError):
