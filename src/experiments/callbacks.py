@@ -31,6 +31,7 @@ class EpochRecorder(pl.Callback):
         self.optimal_loss = optimal_loss
         self.hparams = hparams
         self.losses: list[float] = []  # whole-data loss, [0] before training, [e] after epoch e
+        self.val_loss: float | None = None  # on the held-out rows, after the last epoch
         self.diverged_at_epoch: int | None = None
 
     def ratio(self, loss: float) -> float:
@@ -40,13 +41,16 @@ class EpochRecorder(pl.Callback):
     @torch.no_grad()
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> float:
         data = trainer.datamodule
-        loss = F.mse_loss(module(data.features), data.targets).item()
+        loss = F.mse_loss(module.predict(data.features), data.targets).item()
         self.losses.append(loss)
         metrics = {"train/full_loss": loss, "train/optimal_loss": self.optimal_loss,
                    "train/loss_ratio": self.ratio(loss)}
         if epoch > 0:
             metrics["train/loss"] = module.mean_epoch_loss()
-        weights, bias = module.model.weight.tolist(), module.model.bias.tolist()
+        if data.val_features is not None:
+            self.val_loss = F.mse_loss(module.predict(data.val_features), data.val_targets).item()
+            metrics["val/loss"] = self.val_loss
+        weights, bias = (t.tolist() for t in module.original_weights())
         for target, row, b in zip(self.target_names, weights, bias):
             metrics.update({f"weights/{target}/{feature}": w for feature, w in zip(self.feature_names, row)})
             metrics[f"bias/{target}"] = b
@@ -79,7 +83,7 @@ class EpochRecorder(pl.Callback):
             from experiments.figures import fit_figure  # matplotlib is imported only here
 
             data = trainer.datamodule
-            figure = fit_figure(data.features, data.targets, pl_module(data.features),
+            figure = fit_figure(data.features, data.targets, pl_module.predict(data.features),
                                 self.feature_names, self.target_names)
             trainer.logger.experiment.add_figure("fit", figure, global_step=len(self.losses) - 1)
 

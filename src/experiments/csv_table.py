@@ -102,6 +102,26 @@ def read_csv(path: str | Path, targets: list[str], features: list[str] | None = 
         if len(row) != len(header):
             raise UserError(f"{path}, line {line}: {len(row)} fields, but the header has {len(header)}.")
         values.append({name: _parse(path, line, name, row[index[name]]) for name in features + targets})
-    return Table(torch.tensor([[v[n] for n in features] for v in values], dtype=torch.float32),
-                 torch.tensor([[v[n] for n in targets] for v in values], dtype=torch.float32),
+    # Kept in float64, as written: training casts to its precision (float32 unless trainer.precision=64).
+    return Table(torch.tensor([[v[n] for n in features] for v in values], dtype=torch.float64),
+                 torch.tensor([[v[n] for n in targets] for v in values], dtype=torch.float64),
                  features, targets)
+
+
+def read_features(path: str | Path, names: list[str]) -> torch.Tensor:
+    """The columns `names` of the CSV file at `path`, in that order (other columns are ignored):
+    inputs to predict from."""
+    path = Path(path)
+    rows = _read_lines(path)
+    header = _check_header(path, rows)
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise UserError(f"{path} has no column {', '.join(map(repr, missing))}, which the model needs; its "
+                        f"columns are {', '.join(header)}.")
+    index = {name: i for i, name in enumerate(header)}
+    values = []
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise UserError(f"{path}, line {line}: {len(row)} fields, but the header has {len(header)}.")
+        values.append([_parse(path, line, name, row[index[name]]) for name in names])
+    return torch.tensor(values, dtype=torch.float64)

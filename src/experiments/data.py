@@ -14,6 +14,7 @@ import torch
 from experiments.csv_table import read_csv
 from experiments.datasets import BUILTIN, Table, builtin
 from experiments.errors import UserError
+from experiments.scaling import Scaler
 
 
 class Batches:
@@ -44,15 +45,21 @@ class RegressionDataModule(pl.LightningDataModule):
     """A `Table` as training batches, moved once to the device the Trainer trains on.
 
     `batch_size=None` is full-batch gradient descent, as in the tutorials' hand-written loops.
+    `val_fraction` holds out a seeded random share of the rows; `table` is then the training split.
+    `standardize` trains on z-scores computed from the training split (`scaler`); `features` and
+    `targets` stay in the data's units, for measuring, while the batches are standardized.
     """
 
-    def __init__(self, table: Table, batch_size: int | None = None, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(self, table: Table, batch_size: int | None = None, shuffle: bool = False, seed: int = 0,
+                 val_fraction: float = 0.0, standardize: bool = False) -> None:
         super().__init__()
-        self.table = table
-        self.batch_size = min(batch_size or len(table), len(table))
+        self.table, self.val_table = _split(table, val_fraction, seed)
+        self.batch_size = min(batch_size or len(self.table), len(self.table))
         self.shuffle = shuffle
         self.seed = seed
-        self.features, self.targets = table.features, table.targets
+        self.scaler = Scaler.fit(self.table) if standardize else None
+        self.features, self.targets = self.table.features, self.table.targets
+        self.val_features = self.val_targets = None
 
     @classmethod
     def from_builtin(cls, name: str, **kwargs) -> "RegressionDataModule":
@@ -87,7 +94,31 @@ class RegressionDataModule(pl.LightningDataModule):
             dtype = torch.float64 if str(self.trainer.precision).startswith("64") else torch.float32
         self.features = self.table.features.to(device, dtype)
         self.targets = self.table.targets.to(device, dtype)
+        if self.val_table is not None:
+            self.val_features = self.val_table.features.to(device, dtype)
+            self.val_targets = self.val_table.targets.to(device, dtype)
+        self.train_features, self.train_targets = self.features, self.targets
+        if self.scaler is not None:
+            self.scaler.to(device)
+            self.train_features = self.scaler.scale_features(self.features)
+            self.train_targets = self.scaler.scale_targets(self.targets)
 
     def train_dataloader(self) -> Batches:
         generator = torch.Generator(device=self.features.device).manual_seed(self.seed)
-        return Batches(self.features, self.targets, self.batch_size, self.shuffle, generator)
+        return Batches(self.train_features, self.train_targets, self.batch_size, self.shuffle, generator)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to be used on new inputs: the column names (the standardization
+        statistics travel with the model)."""
+        return {"feature_names": self.table.feature_names, "target_names": self.table.target_names}
+
+
+def _split(table: Table, val_fraction: float, seed: int) -> tuple[Table, Table | None]:
+    """A seeded random split into training and validation rows; no split for a fraction of 0."""
+    if not val_fraction:
+        return table, None
+    n_val = min(max(round(len(table) * val_fraction), 1), len(table) - 1)
+    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return (Table(table.features[train], table.targets[train], table.feature_names, table.target_names),
+            Table(table.features[val], table.targets[val], table.feature_names, table.target_names))

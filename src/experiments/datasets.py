@@ -36,7 +36,8 @@ TOY_Y = [[1.7], [2.76], [2.09], [3.19], [1.694], [1.573], [3.366], [2.596], [2.5
 
 @dataclass
 class Table:
-    """A regression data set: `features` (n, f) and `targets` (n, t), both float32."""
+    """A regression data set: `features` (n, f) and `targets` (n, t), float tensors (training casts
+    them to its own precision)."""
 
     features: torch.Tensor
     targets: torch.Tensor

@@ -47,6 +47,8 @@ def format_report(summary: dict[str, Any], run_dir: Path, compact: bool = False)
         lines.append(f"  loss on the whole data set  {summary['final_loss']:.6g}")
         lines.append(f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   "
                      f"ratio {summary['loss_ratio']:.4g}x")
+        if summary.get("val_loss") is not None:
+            lines.append(f"  loss on the validation rows  {summary['val_loss']:.6g}")
         for target, row, bias in zip(summary["target_names"], summary["weights"], summary["bias"]):
             terms = " ".join(f"{w:+.4g}*{f}" for f, w in zip(summary["feature_names"], row))
             lines.append(f"  {target} = {terms} {bias:+.4g}")

@@ -59,9 +59,13 @@ def validate(cfg: DictConfig) -> None:
     if not (batch_size is None or (_is_whole(batch_size) and batch_size >= 1)):
         raise UserError(f"data.batch_size must be a whole number of at least 1, or null for the whole data set "
                         f"in one batch; got {batch_size!r}.")
-    shuffle = cfg.data.get("shuffle")
-    if not isinstance(shuffle, bool):
-        raise UserError(f"data.shuffle must be true or false; got {shuffle!r}.")
+    for key in ("shuffle", "standardize"):
+        if not isinstance(cfg.data.get(key, False), bool):
+            raise UserError(f"data.{key} must be true or false; got {cfg.data.get(key)!r}.")
+    val_fraction = cfg.data.get("val_fraction", 0.0)
+    if not (isinstance(val_fraction, (int, float)) and not isinstance(val_fraction, bool) and 0 <= val_fraction < 1):
+        raise UserError(f"data.val_fraction must be a number from 0 (no validation rows) up to, but not "
+                        f"including, 1; got {val_fraction!r}.")
     if not (_is_whole(cfg.seed) and 0 <= cfg.seed < 2**32):
         raise UserError(f"seed must be a whole number from 0 to 4294967295; got {cfg.seed!r}.")
     if cfg.trainer.get("devices", 1) != 1:
@@ -88,6 +92,24 @@ def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"{what}: {type(cause).__name__}: {cause}") from error
+
+
+CONDITION_WARNING = 1e6
+
+
+def _warn_if_badly_conditioned(datamodule) -> None:
+    """Say so when gradient descent will crawl: the features, as the model sees them, have a
+    condition number so high that one learning rate cannot suit every direction."""
+    features = datamodule.table.features.double()
+    if datamodule.scaler is not None:
+        features = datamodule.scaler.scale_features(features)
+    design = torch.cat([features, torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
+    condition = torch.linalg.cond(design).item()
+    if condition > CONDITION_WARNING:
+        advice = ("use optim=lbfgs with +trainer.precision=64" if datamodule.scaler is not None else
+                  "use data.standardize=true, and optim=lbfgs with +trainer.precision=64")
+        print(f"Warning: the features are badly conditioned (condition number {condition:.2g}), so gradient "
+              f"descent will approach the optimum slowly; {advice}.", file=sys.stderr)
 
 
 def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progress_bar: bool) -> pl.Trainer:
@@ -128,12 +150,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer = optimizer(model.parameters())
     except (TypeError, ValueError) as error:
         raise UserError(f"optim: {error}") from error
-    module = RegressionModule(model, optimizer)
+    module = RegressionModule(model, optimizer, scaler=datamodule.scaler)
     optimal_weights, optimal_bias, optimal_loss = least_squares(table.features, table.targets)
+    _warn_if_badly_conditioned(datamodule)
 
     setup = {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
              "lr": cfg.optim.lr, "batch_size": datamodule.batch_size, "shuffle": datamodule.shuffle,
-             "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
+             "standardize": datamodule.scaler is not None, "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
     recorder = EpochRecorder(table.feature_names, table.target_names, optimal_loss, hparams=setup)
     trainer = _make_trainer(cfg, run_dir, recorder, progress_bar=hydra_cfg.mode != RunMode.MULTIRUN)
     started = time.perf_counter()
@@ -153,8 +176,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "optimal_loss": optimal_loss,
         "loss_ratio": recorder.ratio(final_loss),
         "max_stable_lr": max_stable_lr(table.features, table.targets),
-        "weights": model.weight.detach().cpu().double().tolist(),
-        "bias": model.bias.detach().cpu().double().tolist(),
+        "val_loss": recorder.val_loss,
+        "weights": module.original_weights()[0].cpu().double().tolist(),
+        "bias": module.original_weights()[1].cpu().double().tolist(),
         "optimal_weights": optimal_weights.tolist(),
         "optimal_bias": optimal_bias.tolist(),
         "feature_names": table.feature_names,
