@@ -88,3 +88,14 @@ def test_a_bad_csv_stops_the_command_with_one_line_and_writes_nothing(tmp_path):
     assert list((tmp_path / "outputs" / "runs").iterdir()) == []
     missing = run_cli("data=csv", "data.targets=[apples]", cwd=tmp_path)
     assert missing.returncode == 2 and "data.path must be given" in missing.stderr
+
+
+@pytest.mark.parametrize("text", ["", "temp,apples\n", "temp,apples\n73,x\n", "temp;apples\n1;2\n",
+                                  "temp,apples\n73,56,\n91,81,\n", b"temp,apples\n\xff,1\n"])
+def test_a_bad_file_stops_training_before_anything_is_written(make_cfg, tmp_path, monkeypatch, text):
+    write(tmp_path, text, "bad.csv")
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg("data=csv", "data.path=bad.csv", "data.targets=[apples]")
+    with pytest.raises(UserError, match="bad.csv"):
+        train(cfg)
+    assert not Path(cfg.output_dir).exists()

@@ -71,3 +71,17 @@ def test_the_checkpoint_holds_plain_data_only(make_cfg):
     checkpoint = torch.load(Path(cfg.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["RegressionDataModule"]["feature_names"] == ["temp", "rainfall", "humidity"]
     assert {"model.weight", "scaler.feature_mean", "scaler.target_std"} <= set(checkpoint["state_dict"])
+
+
+def test_lbfgs_in_float64_gets_close_on_badly_conditioned_data(make_cfg, tmp_path, monkeypatch, capsys):
+    generator = torch.Generator().manual_seed(1)
+    a = torch.linspace(0, 100, 30, dtype=torch.float64)
+    b = a + 1e-5 * torch.randn(30, generator=generator, dtype=torch.float64)  # almost the same column
+    y = 3 * a - 2 * b + torch.randn(30, generator=generator, dtype=torch.float64)
+    rows = "\n".join(f"{u:.17g},{v:.17g},{w:.17g}" for u, v, w in zip(a.tolist(), b.tolist(), y.tolist()))
+    (tmp_path / "collinear.csv").write_text("a,b,y\n" + rows + "\n")
+    monkeypatch.chdir(tmp_path)
+    summary = train(make_cfg("data=csv", "data.path=collinear.csv", "data.targets=[y]", "data.standardize=true",
+                             "optim=lbfgs", "+trainer.precision=64", "trainer.max_epochs=50"))
+    assert "badly conditioned" in capsys.readouterr().err
+    assert summary["loss_ratio"] < 1.0001
