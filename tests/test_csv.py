@@ -40,6 +40,7 @@ def test_columns_are_chosen_by_name(tmp_path):
     ("temp,apples\n73,56,\n91,81,\n", "every data line ends with a ','"),
     ("temp,apples,\n73,56,\n91,81,\n", "every line ends with a ','"),
     ("temp;apples\n73;56\n", "looks separated by ';'"),
+    ("temp\tapples\n73\t56\n", "looks separated by '\\\\t'"),
     ("temp,temp,apples\n1,2,3\n", "names column 'temp' twice"),
 ])
 def test_bad_files_are_refused_with_the_place_and_the_value(tmp_path, text, message):
@@ -66,6 +67,14 @@ def test_unknown_and_doubled_columns(tmp_path):
         read_csv(path, targets=["apples"], features=["temp", "wind"])
     with pytest.raises(UserError, match="'apples' is both a feature and a target"):
         read_csv(path, targets=["apples"], features=["temp", "apples"])
+
+
+def test_column_names_as_typed_on_the_command_line(make_cfg, tmp_path, monkeypatch):
+    write(tmp_path, "x,2020,y\n1,2,3\n2,3,5\n3,5,7\n", "years.csv")
+    monkeypatch.chdir(tmp_path)
+    summary = train(make_cfg("data=csv", "data.path=years.csv", "data.targets=y", "data.features=[2020]",
+                             "trainer.max_epochs=1"))
+    assert (summary["feature_names"], summary["target_names"]) == (["2020"], ["y"])
 
 
 def test_a_csv_trains_with_its_names_everywhere(make_cfg, tmp_path, monkeypatch):

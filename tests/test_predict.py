@@ -70,6 +70,8 @@ def test_inputs_from_a_csv_by_column_name_and_to_a_csv(run_dir, tmp_path):
     (["inputs=[[75,63,x]]"], "not a number"),
     ([], "give the inputs either as inputs"),
     (["inputs=[[1,2,3]]", "colour=red"], "unknown colour"),
+    (["inputs=75"], "each row needs 3 numbers"),
+    (["inputs=[[1,2,3]]", "output=/nonexistent/dir/p.csv"], "cannot write output="),
 ])
 def test_bad_inputs(run_dir, capsys, args, message):
     assert main([f"run={run_dir}", *args]) == 2

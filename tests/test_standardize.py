@@ -85,3 +85,17 @@ def test_lbfgs_in_float64_gets_close_on_badly_conditioned_data(make_cfg, tmp_pat
                              "optim=lbfgs", "+trainer.precision=64", "trainer.max_epochs=50"))
     assert "badly conditioned" in capsys.readouterr().err
     assert summary["loss_ratio"] < 1.0001
+
+
+def test_the_stable_learning_rate_is_that_of_the_standardized_data(make_cfg):
+    summary = train(make_cfg("data.standardize=true", "optim.lr=0.1", "trainer.max_epochs=1"))
+    assert 0.1 < summary["max_stable_lr"] < 10  # z-scores: order 1, not the raw data's 1e-4
+
+
+def test_a_validation_split_needs_two_rows(make_cfg, tmp_path, monkeypatch):
+    from experiments.errors import UserError
+
+    (tmp_path / "one.csv").write_text("x,y\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="needs at least 2 rows"):
+        train(make_cfg("data=csv", "data.path=one.csv", "data.targets=[y]", "data.val_fraction=0.5"))

@@ -35,9 +35,10 @@ def _read_lines(path: Path) -> list[tuple[int, list[str]]]:
 
 def _check_header(path: Path, rows: list[tuple[int, list[str]]]) -> list[str]:
     header = [name.strip() for name in rows[0][1]]
-    if len(header) == 1 and ";" in header[0]:
-        raise UserError(f"{path} looks separated by ';', not ','. Its header is one column named "
-                        f"{header[0]!r}; save it with commas between the columns.")
+    for other in (";", "\t"):
+        if len(header) == 1 and other in header[0]:
+            raise UserError(f"{path} looks separated by {other!r}, not ','. Its header is one column named "
+                            f"{header[0]!r}; save it with commas between the columns.")
     data_rows = [row for _, row in rows[1:]]
     if data_rows and header[-1] == "" and all(len(row) == len(header) and row[-1].strip() == "" for row in data_rows):
         raise UserError(f"{path}: every line ends with a ',' (an empty last column); remove the trailing commas.")

@@ -75,7 +75,7 @@ class RegressionDataModule(pl.LightningDataModule):
         `path` is taken from the folder the command was run in."""
         from hydra.utils import to_absolute_path
 
-        return cls(read_csv(to_absolute_path(path), list(targets), None if features is None else list(features)),
+        return cls(read_csv(to_absolute_path(path), _names(targets), None if features is None else _names(features)),
                    **kwargs)
 
     @property
@@ -113,10 +113,18 @@ class RegressionDataModule(pl.LightningDataModule):
         return {"feature_names": self.table.feature_names, "target_names": self.table.target_names}
 
 
+def _names(columns) -> list[str]:
+    """Column names as given on the command line: `[price]`, a lone `price`, or numbers like `[2020]`."""
+    return [str(columns)] if isinstance(columns, (str, int, float)) else [str(name) for name in columns]
+
+
 def _split(table: Table, val_fraction: float, seed: int) -> tuple[Table, Table | None]:
     """A seeded random split into training and validation rows; no split for a fraction of 0."""
     if not val_fraction:
         return table, None
+    if len(table) < 2:
+        raise UserError(f"data.val_fraction={val_fraction} needs at least 2 rows, one to train on and one to hold "
+                        f"out; the data has {len(table)}.")
     n_val = min(max(round(len(table) * val_fraction), 1), len(table) - 1)
     order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
     val, train = order[:n_val].sort().values, order[n_val:].sort().values

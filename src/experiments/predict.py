@@ -27,8 +27,8 @@ def load_run(run_dir: str | Path) -> tuple[RegressionModule, list[str], list[str
     """The trained module of a run folder, in evaluation mode, and its feature and target names."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run={run_dir}: there is no such run folder; runs are in outputs/runs/ and "
-                        f"outputs/multirun/<stamp>/.")
+        raise UserError(f"run={run_dir}: there is no such run folder; runs are in outputs/runs/<stamp>/ and "
+                        f"outputs/multirun/<stamp>/<job>/.")
     path = run_dir / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise UserError(f"{run_dir} has no checkpoints/last.ckpt: the run did not finish (see its summary.json).")
@@ -40,6 +40,8 @@ def load_run(run_dir: str | Path) -> tuple[RegressionModule, list[str], list[str
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
         raise UserError(f"{path} is not a checkpoint this tool can read ({type(error).__name__}); "
                         f"it may be corrupted. Train the run again.") from None
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise UserError(f"{run_dir} has no .hydra/config.yaml, which says how to rebuild the model.")
     config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     model = instantiate(config.model, in_features=len(feature_names), out_features=len(target_names))
     scaler = Scaler(len(feature_names), len(target_names)) if "scaler.feature_mean" in state else None
@@ -53,7 +55,7 @@ def _inputs(config, feature_names: list[str]) -> torch.Tensor:
         raise UserError(f"give the inputs either as inputs=[[...], ...] or as input_csv=FILE: {USAGE}")
     if config.get("input_csv") is not None:
         return read_features(config.input_csv, feature_names)
-    rows = OmegaConf.to_container(config.inputs) if OmegaConf.is_list(config.inputs) else config.inputs
+    rows = OmegaConf.to_container(config.inputs) if OmegaConf.is_list(config.inputs) else [config.inputs]
     rows = rows if rows and isinstance(rows[0], list) else [rows]
     for i, row in enumerate(rows, start=1):
         if not isinstance(row, list) or len(row) != len(feature_names):
@@ -88,9 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
     if config.get("output") is not None:
-        with open(config.output, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(feature_names + target_names)
-            writer.writerows(x + p for x, p in zip(features.tolist(), predictions.tolist()))
+        try:
+            with open(config.output, "w", newline="") as file:
+                writer = csv.writer(file)
+                writer.writerow(feature_names + target_names)
+                writer.writerows(x + p for x, p in zip(features.tolist(), predictions.tolist()))
+        except OSError as error:
+            print(f"Error: cannot write output={config.output}: {error.strerror}.", file=sys.stderr)
+            return 2
         print(f"Wrote {len(rows)} predictions to {config.output}.")
     return 0

@@ -44,7 +44,8 @@ def format_report(summary: dict[str, Any], run_dir: Path, compact: bool = False)
     else:
         lines.append(f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
                      f"({summary['steps']} steps, {summary['seconds']:.2f} s).")
-        lines.append(f"  loss on the whole data set  {summary['final_loss']:.6g}")
+        where = "the training rows " if summary.get("val_loss") is not None else "the whole data set"
+        lines.append(f"  loss on {where}  {summary['final_loss']:.6g}")
         lines.append(f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   "
                      f"ratio {summary['loss_ratio']:.4g}x")
         if summary.get("val_loss") is not None:

@@ -26,7 +26,8 @@ class Scaler(nn.Module):
         for prefix, values in (("feature", table.features.double()), ("target", table.targets.double())):
             std = values.std(dim=0, unbiased=False) if len(values) > 1 else torch.ones(values.shape[1])
             getattr(scaler, f"{prefix}_mean").copy_(values.mean(dim=0))
-            getattr(scaler, f"{prefix}_std").copy_(torch.where(std > 0, std, torch.ones_like(std)))
+            constant = std <= 1e-12 * values.abs().amax(dim=0).clamp(min=1.0)  # rounding noise, not spread
+            getattr(scaler, f"{prefix}_std").copy_(torch.where(constant, torch.ones_like(std), std))
         return scaler
 
     def scale_features(self, x: torch.Tensor) -> torch.Tensor:

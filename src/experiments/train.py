@@ -97,12 +97,18 @@ def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
 CONDITION_WARNING = 1e6
 
 
+def _as_trained(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training features and targets as the model sees them: standardized if asked for."""
+    features, targets = datamodule.table.features.double(), datamodule.table.targets.double()
+    if datamodule.scaler is not None:
+        features, targets = datamodule.scaler.scale_features(features), datamodule.scaler.scale_targets(targets)
+    return features, targets
+
+
 def _warn_if_badly_conditioned(datamodule) -> None:
     """Say so when gradient descent will crawl: the features, as the model sees them, have a
     condition number so high that one learning rate cannot suit every direction."""
-    features = datamodule.table.features.double()
-    if datamodule.scaler is not None:
-        features = datamodule.scaler.scale_features(features)
+    features, _ = _as_trained(datamodule)
     design = torch.cat([features, torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
     condition = torch.linalg.cond(design).item()
     if condition > CONDITION_WARNING:
@@ -175,7 +181,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "final_loss": final_loss,
         "optimal_loss": optimal_loss,
         "loss_ratio": recorder.ratio(final_loss),
-        "max_stable_lr": max_stable_lr(table.features, table.targets),
+        "max_stable_lr": max_stable_lr(*_as_trained(datamodule)),
         "val_loss": recorder.val_loss,
         "weights": module.original_weights()[0].cpu().double().tolist(),
         "bias": module.original_weights()[1].cpu().double().tolist(),
