@@ -1,15 +1,11 @@
 """The commands as a user types them, in a subprocess: output folders, sweeps and error messages."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from conftest import REPO, read_scalars, run_cli
+from conftest import interrupt_training, read_scalars, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -69,16 +65,9 @@ def test_unknown_keys_and_options_get_hydras_message_without_a_traceback(tmp_pat
 
 
 def test_ctrl_c_keeps_what_was_learned(tmp_path):
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "trainer.max_epochs=10000000"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("outputs/runs/*/events.out.tfevents.*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # some epochs in
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    returncode, output = interrupt_training("trainer.max_epochs=10000000", cwd=tmp_path,
+                                            started="outputs/runs/*/events.out.tfevents.*")
+    assert returncode == 130, output
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 0 < summary["epochs"] < 10000000

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, read_scalars, run_cli
+from conftest import interrupt_training, read_scalars, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -228,17 +227,9 @@ def test_a_reused_sweep_folder_summarizes_only_the_new_jobs(tmp_path):
 
 
 def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "-m", "optim.lr=1e-5,1e-6",
-                                "trainer.max_epochs=10000000"], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("outputs/multirun/*/*/events.out.tfevents.*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    returncode, output = interrupt_training("-m", "optim.lr=1e-5,1e-6", "trainer.max_epochs=10000000", cwd=tmp_path,
+                                            started="outputs/multirun/*/*/events.out.tfevents.*")
+    assert returncode == 130, output
     (row,) = _rows(_sweep_dir(tmp_path)).values()
     assert row["status"] == "interrupted" and int(row["epochs"]) > 0
     assert (_sweep_dir(tmp_path) / "loss_curves.png").is_file()
