@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test clean
+.PHONY: install train test bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ train: install
 
 test: install
 	$(PYTHON) -m pytest $(ARGS)
+
+# The framework against plain PyTorch loops on this machine (about 5 minutes): bench/results.json.
+bench: install
+	$(PYTHON) bench/bench.py
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/multirun

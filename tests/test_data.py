@@ -22,15 +22,16 @@ def test_tutorial000_table_has_rainfall_145_in_region_c():
 
 
 def _epoch(batches):
-    xs, ys = zip(*[(x.clone(), y.clone()) for x, y in batches])
+    """One epoch's mini-batches, copied as a training step would use them: before the next is asked for."""
+    xs, ys = zip(*[(x.clone(), y.clone()) for chunk in batches for x, y in chunk])
     return torch.cat(xs), torch.cat(ys), [len(x) for x in xs]
 
 
 def test_batches_serve_every_row_once_per_epoch_in_slices():
     x = torch.arange(10.0).reshape(10, 1)
     y = 2 * x
-    batches = Batches(x, y, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
-    assert len(batches) == 4
+    batches = Batches(torch.cat([x, y], 1), 1, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert batches.steps == 4 and len(batches) == 1  # one chunk of four mini-batches
     xs, ys, sizes = _epoch(batches)
     assert sizes == [3, 3, 3, 1]
     assert sorted(xs[:, 0].tolist()) == x[:, 0].tolist()
@@ -41,7 +42,8 @@ def test_shuffling_is_new_each_epoch_and_seeded():
     x = torch.arange(50.0).reshape(50, 1)
 
     def two_epochs(seed):
-        batches = Batches(x, x, batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        batches = Batches(torch.cat([x, x], 1), 1, batch_size=50, shuffle=True,
+                          generator=torch.Generator().manual_seed(seed))
         return _epoch(batches)[0], _epoch(batches)[0]
 
     first, second = two_epochs(1)
@@ -50,8 +52,27 @@ def test_shuffling_is_new_each_epoch_and_seeded():
     assert not torch.equal(first, two_epochs(2)[0])
 
 
+def test_chunks_hold_up_to_steps_per_chunk_mini_batches():
+    x = torch.arange(10.0).reshape(10, 1)
+    batches = Batches(torch.cat([x, x], 1), 1, batch_size=2, shuffle=False, generator=torch.Generator(),
+                      steps_per_chunk=2)
+    chunks = [[b.tolist() for b, _ in chunk] for chunk in batches]
+    assert len(batches) == 3 and [len(chunk) for chunk in chunks] == [2, 2, 1]
+    assert sum(chunks, []) == [[[0.0], [1.0]], [[2.0], [3.0]], [[4.0], [5.0]], [[6.0], [7.0]], [[8.0], [9.0]]]
+
+
+def test_shuffled_mini_batches_reuse_one_buffer_and_never_copy_the_data():
+    rows = torch.arange(150.0).reshape(50, 3)
+    batches = Batches(rows, 2, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
+    pointers = {features.data_ptr() for chunk in batches for features, _ in chunk}
+    assert len(pointers) == 1 and pointers != {rows.data_ptr()}
+
+
 def test_unshuffled_full_batch_is_the_data_itself():
     data = RegressionDataModule.from_builtin("crops")
     data.setup("fit")
-    (x, y), = list(data.train_dataloader())
-    assert torch.equal(x, data.table.features) and torch.equal(y, data.table.targets)
+    (chunk,) = list(data.train_dataloader())
+    (x, y), = list(chunk)
+    crops = builtin("crops")
+    assert torch.equal(x, crops.features) and torch.equal(y, crops.targets)
+    assert x.data_ptr() == data.train_rows.data_ptr()  # a view, not a copy

@@ -50,10 +50,10 @@ def test_predictions_are_the_models_forward_pass_and_least_squares(run_dir):
         predicted = module.predict(x)
     assert torch.equal(predicted, by_hand)
     from experiments.datasets import builtin
-    from experiments.reference import least_squares
+    from experiments.reference import Moments, reference
     crops = builtin("crops")
-    weights, bias, _ = least_squares(crops.features, crops.targets)
-    assert torch.allclose(predicted[0], x[0] @ weights.T + bias, rtol=1e-6)
+    optimum = reference(Moments(crops.features, crops.targets))
+    assert torch.allclose(predicted[0], x[0] @ optimum.weights.T + optimum.bias, rtol=1e-6)
 
 
 def test_inputs_from_a_csv_by_column_name_and_to_a_csv(run_dir, tmp_path):

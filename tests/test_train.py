@@ -116,7 +116,7 @@ def test_a_diverging_run_stops_and_says_so(make_cfg, capsys):
 
 
 def test_an_overflowing_loss_is_recorded_as_null(make_cfg):
-    cfg = make_cfg("optim.lr=1e30", "trainer.max_epochs=5")
+    cfg = make_cfg("optim.lr=1e36", "trainer.max_epochs=5")  # the float32 weights overflow in one step
     assert train(cfg)["final_loss"] == math.inf
     saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
     assert saved["status"] == "diverged" and saved["final_loss"] is None and saved["loss_ratio"] is None
@@ -145,7 +145,10 @@ def test_runs_are_reproducible_from_the_seed(make_cfg):
     ("trainer.devices=2", "trainer.devices must be 1"),
     ("+optim.foo=1", "optim: .*unexpected keyword argument 'foo'"),
     ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
-    ("+trainer.precision=banana", "Precision 'banana' is invalid"),
+    ("+trainer.precision=banana", "trainer.precision must be 32 or 64"),
+    ("+trainer.precision=bf16-mixed", "Half precision keeps about 3 significant digits"),
+    ("+trainer.max_steps=10", "trainer.max_steps is not supported here"),
+    ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val is not supported here"),
 ])
 def test_bad_settings_are_refused(make_cfg, override, message):
     with pytest.raises(UserError, match=message):

@@ -1,14 +1,18 @@
 """What a run measures once per epoch, and how it shows progress."""
 
 import math
+import sys
+import time
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
+from tensorboard.compat.proto.summary_pb2 import Summary
 from tqdm.auto import tqdm
 
 from experiments.module import RegressionModule
+
+CONDITION_WARNING = 1e6
 
 
 class EpochRecorder(pl.Callback):
@@ -21,18 +25,22 @@ class EpochRecorder(pl.Callback):
     learning rate never comes near that; with a slightly too large one the loss grows geometrically
     and would take many epochs to overflow.) At the end, or when interrupted, it logs `hparams` with
     the final loss and ratio as their metrics (TensorBoard's HPARAMS tab), then a picture of the fit.
+
+    The whole-data loss comes from the data's `Moments` (see `experiments.reference`): exact, in
+    float64, and as quick for 20 million rows as for 15. An epoch's numbers go to TensorBoard as one
+    event (Lightning's logger writes one per number).
     """
 
     DIVERGED_GROWTH = 1e3
 
-    def __init__(self, feature_names: list[str], target_names: list[str], optimal_loss: float,
-                 hparams: dict[str, Any]) -> None:
-        self.feature_names, self.target_names = feature_names, target_names
-        self.optimal_loss = optimal_loss
+    def __init__(self, hparams: dict[str, Any]) -> None:
         self.hparams = hparams
+        self.optimal_loss = math.nan
         self.losses: list[float] = []  # whole-data loss, [0] before training, [e] after epoch e
         self.val_loss: float | None = None  # on the held-out rows, after the last epoch
         self.diverged_at_epoch: int | None = None
+        self.train_seconds = 0.0  # in the epochs, their measuring included; not in set-up or the end
+        self._epoch_started = 0.0
 
     def ratio(self, loss: float) -> float:
         """How many times the optimal loss `loss` is (1.0 = as good as least squares)."""
@@ -41,28 +49,40 @@ class EpochRecorder(pl.Callback):
     @torch.no_grad()
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> float:
         data = trainer.datamodule
-        loss = F.mse_loss(module.predict(data.features), data.targets).item()
+        weights, bias = module.original_weights()
+        loss = data.moments.loss(weights, bias)
         self.losses.append(loss)
         metrics = {"train/full_loss": loss, "train/optimal_loss": self.optimal_loss,
                    "train/loss_ratio": self.ratio(loss)}
         if epoch > 0:
             metrics["train/loss"] = module.mean_epoch_loss()
-        if data.val_features is not None:
-            self.val_loss = F.mse_loss(module.predict(data.val_features), data.val_targets).item()
+        if data.val_moments is not None:
+            self.val_loss = data.val_moments.loss(weights, bias)
             metrics["val/loss"] = self.val_loss
-        weights, bias = (t.tolist() for t in module.original_weights())
-        for target, row, b in zip(self.target_names, weights, bias):
-            metrics.update({f"weights/{target}/{feature}": w for feature, w in zip(self.feature_names, row)})
-            metrics[f"bias/{target}"] = b
-        trainer.logger.log_metrics(metrics, step=epoch)
+        metrics.update(_named("weights", "bias", weights, bias, data.feature_names, data.target_names))
+        _log_scalars(trainer, metrics, step=epoch)
         return loss
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        data = trainer.datamodule
+        self.optimal_loss = data.reference.loss
+        if data.reference.condition > CONDITION_WARNING:
+            advice = ("use optim=lbfgs with +trainer.precision=64" if data.scaler is not None else
+                      "use data.standardize=true, and optim=lbfgs with +trainer.precision=64")
+            print(f"Warning: the features are badly conditioned (condition number {data.reference.condition:.2g}), "
+                  f"so gradient descent will approach the optimum slowly; {advice}.", file=sys.stderr)
+        if hasattr(data.source, "true_weights"):  # synthetic data: what training should find
+            _log_scalars(trainer, _named("true/weights", "true/bias", *data.source.true_weights(), data.feature_names,
+                                         data.target_names), step=0)
         self._record(trainer, pl_module, epoch=0)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         epoch = trainer.current_epoch + 1
-        loss = self._record(trainer, pl_module, epoch)
+        loss = self._record(trainer, pl_module, epoch)  # its .item() waits for the device to finish
+        self.train_seconds += time.perf_counter() - self._epoch_started
         if not math.isfinite(loss) or loss > self.DIVERGED_GROWTH * self.losses[0]:
             self.diverged_at_epoch = epoch
             trainer.should_stop = True
@@ -83,9 +103,26 @@ class EpochRecorder(pl.Callback):
             from experiments.figures import fit_figure  # matplotlib is imported only here
 
             data = trainer.datamodule
-            figure = fit_figure(data.features, data.targets, pl_module.predict(data.features),
-                                self.feature_names, self.target_names)
+            sample = data.sample
+            figure = fit_figure(sample.features, sample.targets, pl_module.predict(sample.features), data.feature_names,
+                                data.target_names)
             trainer.logger.experiment.add_figure("fit", figure, global_step=len(self.losses) - 1)
+
+
+def _named(weights_tag: str, bias_tag: str, weights: torch.Tensor, bias: torch.Tensor, feature_names: list[str],
+           target_names: list[str]) -> dict[str, float]:
+    """`{weights_tag}/{target}/{feature}` and `{bias_tag}/{target}` for a weight matrix and bias."""
+    named = {}
+    for target, row, b in zip(target_names, weights.tolist(), bias.tolist()):
+        named.update({f"{weights_tag}/{target}/{feature}": w for feature, w in zip(feature_names, row)})
+        named[f"{bias_tag}/{target}"] = b
+    return named
+
+
+def _log_scalars(trainer: pl.Trainer, metrics: dict[str, float], step: int) -> None:
+    """All of `metrics` as one TensorBoard event: one record to write, not one per number."""
+    values = [Summary.Value(tag=tag, simple_value=value) for tag, value in metrics.items()]
+    trainer.logger.experiment.file_writer.add_summary(Summary(value=values), global_step=step)
 
 
 class EpochProgressBar(pl.callbacks.ProgressBar):
@@ -106,11 +143,18 @@ class EpochProgressBar(pl.callbacks.ProgressBar):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar = tqdm(total=trainer.max_epochs, desc="Training", unit="epoch", disable=not self.enabled,
-                        dynamic_ncols=True, leave=False)
+                        dynamic_ncols=True, leave=False,
+                        bar_format="{l_bar}{bar}| {n:.6g}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Big data: move through the epoch a chunk of mini-batches at a time."""
+        if batch_idx + 1 < trainer.num_training_batches:
+            self.bar.update(trainer.current_epoch + (batch_idx + 1) / trainer.num_training_batches - self.bar.n)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar.set_postfix_str(f"loss {self.recorder.losses[-1]:.5g}", refresh=False)
-        self.bar.update(1)
+        self.bar.update(trainer.current_epoch + 1 - self.bar.n)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar.close()

@@ -47,6 +47,11 @@ class Table:
     def __len__(self) -> int:
         return len(self.features)
 
+    def on(self, device: torch.device, dtype: torch.dtype) -> "Table":
+        """This table on `device` as `dtype` (itself, if it is there already)."""
+        return Table(self.features.to(device, dtype), self.targets.to(device, dtype), self.feature_names,
+                     self.target_names)
+
 
 def _table(features: list, targets: list, names: tuple[list[str], list[str]]) -> Table:
     return Table(torch.tensor(features, dtype=torch.float32), torch.tensor(targets, dtype=torch.float32),

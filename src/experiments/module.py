@@ -2,8 +2,10 @@
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from experiments.data import MiniBatches
 from experiments.scaling import Scaler
 
 
@@ -13,15 +15,23 @@ class RegressionModule(pl.LightningModule):
 
     The optimizer over `model`'s parameters is injected too, so the update rule is configuration,
     not code. With a `scaler` the model sees standardized batches, and `predict` maps its outputs
-    back to the data's units. The epoch's mean batch loss is kept per target as a tensor, without a
-    `.item()` per step, and read in the data's units by `EpochRecorder` once per epoch.
+    back to the data's units.
+
+    Each Lightning batch is a chunk of mini-batches (see `experiments.data`), and `training_step`
+    steps through them in the tutorials' own loop: zero the gradients, forward, loss, backward,
+    step. Lightning's per-batch machinery, which costs more than such a step, then runs once a
+    chunk, while it still runs the epochs, devices, precision, logging, checkpoints and Ctrl-C.
+    The epoch's mean batch loss is kept as a tensor, without a `.item()` per step, and read in the
+    data's units by `EpochRecorder` once per epoch.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Scaler | None = None) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, scaler: Scaler | None = None) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
+        self.steps = 0  # optimizer steps taken
         self.epoch_loss_sum = torch.zeros(())
         self.epoch_batches = 0
 
@@ -43,19 +53,35 @@ class RegressionModule(pl.LightningModule):
         self.epoch_loss_sum = torch.zeros((), device=self.device)
         self.epoch_batches = 0
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        features, targets = batch
-        per_target = ((self.model(features) - targets) ** 2).mean(dim=0)
-        self.epoch_loss_sum = self.epoch_loss_sum + per_target.detach()
-        self.epoch_batches += 1
-        return per_target.mean()
+    def training_step(self, mini_batches: MiniBatches, chunk_index: int) -> None:
+        loss_sum, steps = self.epoch_loss_sum, 0
+        for features, targets in mini_batches:
+            loss_sum = loss_sum + self._step(features, targets)
+            steps += 1
+        self.epoch_loss_sum, self.epoch_batches, self.steps = loss_sum, self.epoch_batches + steps, self.steps + steps
+
+    def _step(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on one mini-batch; returns its loss before the step, per target in the
+        data's units if standardized. The loss is computed in a closure, which LBFGS calls several
+        times and the other optimizers once."""
+        optimizer, losses = self.optimizer, []
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            predictions = self.model(features)
+            loss = F.mse_loss(predictions, targets)
+            loss.backward()
+            if not losses:
+                losses.append(loss.detach() if self.scaler is None else
+                              ((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2)
+            return loss
+
+        optimizer.step(closure)
+        return losses[0]
 
     def mean_epoch_loss(self) -> float:
         """The epoch's mean batch loss, in the data's units."""
-        per_target = self.epoch_loss_sum / max(self.epoch_batches, 1)
-        if self.scaler is not None:
-            per_target = per_target * self.scaler.target_std.to(per_target.dtype) ** 2
-        return per_target.mean().item()
+        return (self.epoch_loss_sum / max(self.epoch_batches, 1)).mean().item()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer

@@ -1,28 +1,73 @@
-"""The closed-form answer every run is measured against."""
+"""The closed-form answer every run is measured against, in one pass over data of any size.
+
+Everything here comes from the R factor of the QR decomposition of `[X 1 Y]` (features, a column
+of ones for the bias, targets) in float64. It is built a chunk of rows at a time
+(R = qr([R; next rows]).R), so memory stays at one chunk however many rows there are, and the
+work runs on the device the data is on. From R alone: the least-squares weights, their loss, the
+condition number of the design, the largest stable learning rate, and the loss of *any* weights:
+`[X 1] w - Y = Q (R[:, :p] w - R[:, p:])` with Q's columns orthonormal, so a (p+t) x (p+t)
+product gives the whole data set's mean squared error, in float64, however many rows it has.
+"""
+
+import math
+from dataclasses import dataclass
 
 import torch
 
-
-def least_squares(features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Least-squares weights (t, f), bias (t) and their mean squared error, solved in float64
-    with a column of ones for the bias: the lowest loss any linear model can reach on this data."""
-    x = features.detach().to("cpu", torch.float64)
-    y = targets.detach().to("cpu", torch.float64)
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
-    # gelsd (SVD-based) copes with the badly conditioned tables users bring.
-    solution = torch.linalg.lstsq(design, y, driver="gelsd").solution  # (f + 1, t)
-    loss = torch.mean((design @ solution - y) ** 2).item()
-    return solution[:-1].T.contiguous(), solution[-1].clone(), loss
+CHUNK_ROWS = 16384
 
 
-def max_stable_lr(features: torch.Tensor, targets: torch.Tensor) -> float:
-    """The learning rate above which full-batch gradient descent on the mean squared error diverges.
+@dataclass
+class Reference:
+    """The least-squares optimum of a data set (float64, on the CPU), and how hard gradient descent's job is."""
 
-    The loss is quadratic with Hessian H = 2 / (n * t) * X^T X (X with the bias column; `F.mse_loss`
-    averages over all n * t elements), and gradient descent converges exactly when lr < 2 / max eig(H).
-    Mini-batches are noisier, so they need a learning rate somewhat below this.
+    weights: torch.Tensor  # (targets, features), in the data's units
+    bias: torch.Tensor  # (targets,)
+    loss: float  # the mean squared error of the optimum: the lowest any linear model can reach
+    condition: float  # of the design the model trains on (standardized, if it is)
+    max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
+
+
+class Moments:
+    """The R factor of a data set's `[features 1 targets]`: all a linear model's loss on it depends on."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self.num_features, self.rows, self.numel = features.shape[1], len(features), targets.numel()
+        width = self.num_features + 1 + targets.shape[1]
+        r = torch.zeros(0, width, dtype=torch.float64, device=features.device)
+        for start in range(0, len(features), CHUNK_ROWS):
+            x, y = features[start:start + CHUNK_ROWS], targets[start:start + CHUNK_ROWS]
+            ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
+            r = torch.linalg.qr(torch.cat([r, torch.cat([x.double(), ones, y.double()], dim=1)]), mode="r")[1]
+        self.r = r.cpu()
+
+    def loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float:
+        """The mean squared error of `features @ weights.T + bias` over every row, in float64
+        (infinite for weights that have overflowed)."""
+        p = self.num_features + 1
+        solution = torch.cat([weights.T, bias[None, :]]).to("cpu", torch.float64)
+        loss = torch.sum((self.r[:, :p] @ solution - self.r[:, p:]) ** 2).item() / self.numel
+        return math.inf if math.isnan(loss) else loss
+
+
+def reference(moments: Moments, feature_mean: torch.Tensor | None = None,
+              feature_std: torch.Tensor | None = None) -> Reference:
+    """The optimum of the data `moments` summarises. With `feature_mean` and `feature_std`
+    (standardization), the condition number and stable learning rate are those of the standardized
+    design the model sees. gelsd (SVD-based) finds the optimum even when features are collinear.
     """
-    x = features.detach().to("cpu", torch.float64)
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
-    hessian = 2 / targets.numel() * design.T @ design
-    return 2 / torch.linalg.eigvalsh(hessian)[-1].item()
+    p = moments.num_features + 1
+    design, rhs = moments.r[:, :p], moments.r[:, p:]
+    solution = torch.linalg.lstsq(design, rhs, driver="gelsd").solution  # (p, targets)
+    if feature_mean is not None:  # [x 1] -> [(x - mean) / std, 1] is [x 1] @ transform
+        transform = torch.eye(p, dtype=torch.float64)
+        transform[:-1, :-1] = torch.diag(1 / feature_std.double().cpu())
+        transform[-1, :-1] = -feature_mean.double().cpu() / feature_std.double().cpu()
+        design = design @ transform
+    singular = torch.linalg.svdvals(design)
+    weights, bias = solution[:-1].T.contiguous(), solution[-1].clone()
+    # The loss's Hessian is 2 / numel * D^T D (F.mse_loss averages over every element), and gradient
+    # descent converges exactly when lr < 2 / its largest eigenvalue = numel / sigma_max(D)^2.
+    return Reference(weights=weights, bias=bias, loss=moments.loss(weights, bias),
+                     condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
+                     max_stable_lr=moments.numel / singular[0].item() ** 2)

@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 
 
+SHOWN_TERMS = 8  # weights printed per target; all of them are in summary.json
+SHOWN_TARGETS = 8
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -42,17 +46,22 @@ def format_report(summary: dict[str, Any], run_dir: Path, compact: bool = False)
                      f"on it is stable only for optim.lr < {summary['max_stable_lr']:.2g}, and smaller "
                      f"batches need less.")
     else:
+        speed = f", {summary['rows_per_second']:,.0f} rows/s" if summary.get("rows_per_second") else ""
         lines.append(f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
-                     f"({summary['steps']} steps, {summary['seconds']:.2f} s).")
+                     f"({summary['steps']} steps, {summary['seconds']:.2f} s{speed}).")
         where = "the training rows " if summary.get("val_loss") is not None else "the whole data set"
         lines.append(f"  loss on {where}  {summary['final_loss']:.6g}")
         lines.append(f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   "
                      f"ratio {summary['loss_ratio']:.4g}x")
         if summary.get("val_loss") is not None:
             lines.append(f"  loss on the validation rows  {summary['val_loss']:.6g}")
-        for target, row, bias in zip(summary["target_names"], summary["weights"], summary["bias"]):
-            terms = " ".join(f"{w:+.4g}*{f}" for f, w in zip(summary["feature_names"], row))
-            lines.append(f"  {target} = {terms} {bias:+.4g}")
+        for target, row, bias in zip(summary["target_names"][:SHOWN_TARGETS], summary["weights"], summary["bias"]):
+            terms = [f"{w:+.4g}*{f}" for f, w in zip(summary["feature_names"], row)]
+            if len(terms) > SHOWN_TERMS:
+                terms = terms[:SHOWN_TERMS - 1] + [f"... ({len(terms)} weights in summary.json)"]
+            lines.append(f"  {target} = {' '.join(terms)} {bias:+.4g}")
+        if len(summary["target_names"]) > SHOWN_TARGETS:
+            lines.append(f"  ... and {len(summary['target_names']) - SHOWN_TARGETS} more targets in summary.json")
     shown = _shown_path(run_dir)
     lines.append(f"  run folder: {shown}")
     lines.append(f"  view it:    tensorboard --logdir {shown}")

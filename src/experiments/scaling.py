@@ -20,24 +20,23 @@ class Scaler(nn.Module):
                            ("target_mean", num_targets), ("target_std", num_targets)):
             self.register_buffer(name, torch.zeros(size, dtype=torch.float64))
 
-    @classmethod
-    def fit(cls, table: Table) -> "Scaler":
-        scaler = cls(table.features.shape[1], table.targets.shape[1])
-        for prefix, values in (("feature", table.features.double()), ("target", table.targets.double())):
-            std = values.std(dim=0, unbiased=False) if len(values) > 1 else torch.ones(values.shape[1])
-            getattr(scaler, f"{prefix}_mean").copy_(values.mean(dim=0))
-            constant = std <= 1e-12 * values.abs().amax(dim=0).clamp(min=1.0)  # rounding noise, not spread
-            getattr(scaler, f"{prefix}_std").copy_(torch.where(constant, torch.ones_like(std), std))
-        return scaler
+    def fit(self, table: Table) -> "Scaler":
+        """Take the means and standard deviations of `table`'s columns, in place; returns the scaler."""
+        for prefix, values in (("feature", table.features), ("target", table.targets)):
+            mean, std = _mean_std(values)
+            constant = std <= 1e-12 * values.abs().amax(dim=0).double().clamp(min=1.0)  # rounding noise, not spread
+            getattr(self, f"{prefix}_mean").copy_(mean)
+            getattr(self, f"{prefix}_std").copy_(torch.where(constant, torch.ones_like(std), std))
+        return self
 
     def scale_features(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.double() - self.feature_mean) / self.feature_std).to(x.dtype)
+        return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
 
     def scale_targets(self, y: torch.Tensor) -> torch.Tensor:
-        return ((y.double() - self.target_mean) / self.target_std).to(y.dtype)
+        return (y - self.target_mean.to(y.dtype)) / self.target_std.to(y.dtype)
 
     def unscale_targets(self, y: torch.Tensor) -> torch.Tensor:
-        return (y.double() * self.target_std + self.target_mean).to(y.dtype)
+        return y * self.target_std.to(y.dtype) + self.target_mean.to(y.dtype)
 
     def original_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The standardized model's weight (t, f) and bias (t) in the data's units:
@@ -45,3 +44,13 @@ class Scaler(nn.Module):
         w = weight.double() * self.target_std[:, None] / self.feature_std[None, :]
         b = self.target_mean + self.target_std * bias.double() - w @ self.feature_mean
         return w, b
+
+
+def _mean_std(values: torch.Tensor, chunk_rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and (population) standard deviations in float64, two passes of bounded memory."""
+    chunks = values.split(chunk_rows)
+    mean = sum(chunk.double().sum(dim=0) for chunk in chunks) / len(values)
+    if len(values) < 2:
+        return mean, torch.ones_like(mean)
+    variance = sum(((chunk.double() - mean) ** 2).sum(dim=0) for chunk in chunks) / len(values)
+    return mean, variance.sqrt()

@@ -32,7 +32,6 @@ from omegaconf.errors import MissingMandatoryValue
 from experiments.callbacks import EpochProgressBar, EpochRecorder
 from experiments.errors import UserError
 from experiments.module import RegressionModule
-from experiments.reference import least_squares, max_stable_lr
 from experiments.report import format_report, write_summary
 from experiments.sweep import SweepSummary
 
@@ -41,6 +40,11 @@ for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accele
     logging.getLogger(_name).setLevel(logging.WARNING)
 # Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+PRECISIONS = {"32", "32-true", "64", "64-true"}
+# Lightning options for its own optimizer loop, which training_step replaces (see experiments.module).
+UNSUPPORTED_TRAINER_KEYS = {"max_steps": -1, "accumulate_grad_batches": 1, "gradient_clip_val": None}
 
 
 def _is_whole(value: Any) -> bool:
@@ -75,6 +79,14 @@ def validate(cfg: DictConfig) -> None:
     if HydraConfig.get().mode == RunMode.MULTIRUN and any(s in strategy for s in ("ddp", "fsdp", "deepspeed")):
         raise UserError(f"trainer.strategy={strategy} cannot run inside a multirun (-m): its worker processes would "
                         f"re-run the whole sweep. Run it as a single run, without -m.")
+    precision = str(cfg.trainer.get("precision", "32"))
+    if precision not in PRECISIONS:
+        half = " Half precision keeps about 3 significant digits, too few to find an optimum." if "16" in precision else ""
+        raise UserError(f"trainer.precision must be 32 or 64 (float32 or float64); got {precision!r}.{half}")
+    for key, default in UNSUPPORTED_TRAINER_KEYS.items():
+        if cfg.trainer.get(key, default) != default:
+            raise UserError(f"trainer.{key} is not supported here: each optimizer step is taken by "
+                            f"RegressionModule.training_step's own loop, not by Lightning's. Remove it.")
     if cfg.trainer.get("accelerator") == "gpu" and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
         raise UserError("accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
                         "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one.")
@@ -92,30 +104,6 @@ def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise UserError(f"{what}: {type(cause).__name__}: {cause}") from error
-
-
-CONDITION_WARNING = 1e6
-
-
-def _as_trained(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training features and targets as the model sees them: standardized if asked for."""
-    features, targets = datamodule.table.features.double(), datamodule.table.targets.double()
-    if datamodule.scaler is not None:
-        features, targets = datamodule.scaler.scale_features(features), datamodule.scaler.scale_targets(targets)
-    return features, targets
-
-
-def _warn_if_badly_conditioned(datamodule) -> None:
-    """Say so when gradient descent will crawl: the features, as the model sees them, have a
-    condition number so high that one learning rate cannot suit every direction."""
-    features, _ = _as_trained(datamodule)
-    design = torch.cat([features, torch.ones(len(features), 1, dtype=torch.float64)], dim=1)
-    condition = torch.linalg.cond(design).item()
-    if condition > CONDITION_WARNING:
-        advice = ("use optim=lbfgs with +trainer.precision=64" if datamodule.scaler is not None else
-                  "use data.standardize=true, and optim=lbfgs with +trainer.precision=64")
-        print(f"Warning: the features are badly conditioned (condition number {condition:.2g}), so gradient "
-              f"descent will approach the optimum slowly; {advice}.", file=sys.stderr)
 
 
 def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progress_bar: bool) -> pl.Trainer:
@@ -149,7 +137,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Seeded at the start of every job: a multirun reuses the process and its random state.
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule = _build(cfg, "data", seed=cfg.seed)
-    table = datamodule.table
     model = _build(cfg, "model", in_features=datamodule.num_features, out_features=datamodule.num_targets)
     optimizer = _build(cfg, "optim")
     try:  # made here, not first inside fit, so that a refused option stops the run before it starts
@@ -157,14 +144,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise UserError(f"optim: {error}") from error
     module = RegressionModule(model, optimizer, scaler=datamodule.scaler)
-    optimal_weights, optimal_bias, optimal_loss = least_squares(table.features, table.targets)
-    _warn_if_badly_conditioned(datamodule)
 
     setup = {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
              "lr": cfg.optim.lr, "batch_size": datamodule.batch_size, "shuffle": datamodule.shuffle,
              "standardize": datamodule.scaler is not None, "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed}
-    recorder = EpochRecorder(table.feature_names, table.target_names, optimal_loss, hparams=setup)
+    recorder = EpochRecorder(hparams=setup)
     trainer = _make_trainer(cfg, run_dir, recorder, progress_bar=hydra_cfg.mode != RunMode.MULTIRUN)
+    datamodule.check_memory(trainer)
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)
@@ -174,24 +160,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
-    final_loss = recorder.losses[-1]
+    final_loss, optimum, epochs = recorder.losses[-1], datamodule.reference, len(recorder.losses) - 1
+    weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
     summary = {
         "status": "interrupted" if trainer.interrupted else "diverged" if recorder.diverged_at_epoch else "ok",
         "diverged_at_epoch": recorder.diverged_at_epoch,
         "final_loss": final_loss,
-        "optimal_loss": optimal_loss,
+        "optimal_loss": optimum.loss,
         "loss_ratio": recorder.ratio(final_loss),
-        "max_stable_lr": max_stable_lr(*_as_trained(datamodule)),
+        "max_stable_lr": optimum.max_stable_lr,
         "val_loss": recorder.val_loss,
-        "weights": module.original_weights()[0].cpu().double().tolist(),
-        "bias": module.original_weights()[1].cpu().double().tolist(),
-        "optimal_weights": optimal_weights.tolist(),
-        "optimal_bias": optimal_bias.tolist(),
-        "feature_names": table.feature_names,
-        "target_names": table.target_names,
-        "epochs": len(recorder.losses) - 1,
-        "steps": trainer.global_step,
+        "weights": weights,
+        "bias": bias,
+        "optimal_weights": optimum.weights.tolist(),
+        "optimal_bias": optimum.bias.tolist(),
+        **_true_weights(datamodule),
+        "feature_names": datamodule.feature_names,
+        "target_names": datamodule.target_names,
+        "rows": datamodule.rows,
+        "epochs": epochs,
+        "steps": module.steps,
         "seconds": seconds,
+        "train_seconds": recorder.train_seconds,
+        "rows_per_second": datamodule.rows * epochs / recorder.train_seconds if recorder.train_seconds else None,
         **setup,
         "accelerator": cfg.trainer.accelerator,
         "device": trainer.strategy.root_device.type,
@@ -202,6 +193,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.interrupted:
         raise SystemExit(130)
     return summary
+
+
+def _true_weights(datamodule) -> dict[str, Any]:
+    """Synthetic data's true weights and bias, for the summary; nothing for other data."""
+    if not hasattr(datamodule.source, "true_weights"):
+        return {}
+    weights, bias = datamodule.source.true_weights()
+    return {"true_weights": weights.tolist(), "true_bias": bias.tolist()}
 
 
 def _discard_if_empty(run_dir: Path) -> None:
