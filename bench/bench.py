@@ -1,0 +1,175 @@
+"""`make bench`: the framework against plain PyTorch loops doing the same work, on this machine.
+
+Every framework figure comes from `train(cfg)`, the function `python train.py` runs, on a
+config composed by Hydra from conf/ as the command line would; the plain loops are in
+bench/plain.py. Each figure is the median of several repeats, with min and max. Prints a
+table and writes bench/results.json.
+"""
+
+import contextlib
+import io
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+sys.path.insert(0, str(Path(__file__).parent))
+import plain  # noqa: E402
+
+from experiments.datasets import builtin  # noqa: E402
+from experiments.synthetic import Synthetic  # noqa: E402
+from experiments.train import CONFIG_DIR, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REPEATS = 5
+BIG = {"n": 2_000_000, "num_features": 32, "num_targets": 4, "batch_size": 8192, "epochs": 3, "lr": 0.01}
+SMALL = {"batch_size": 5, "epochs": 100, "lr": 1e-5}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_framework(scratch: Path, *overrides: str) -> dict:
+    """One run of train.py's `train(cfg)`, its output swallowed; returns its summary."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.output_dir = tempfile.mkdtemp(dir=scratch)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return train(cfg)
+
+
+def big_data(scratch: Path, accelerator: str) -> dict:
+    """Rows per second through shuffled mini-batch SGD on 2M x 32 -> 4, and the streaming ceiling."""
+    overrides = ["data=synthetic", f"data.n={BIG['n']}", f"data.num_features={BIG['num_features']}",
+                 f"data.num_targets={BIG['num_targets']}", f"data.batch_size={BIG['batch_size']}",
+                 "data.shuffle=true", f"optim.lr={BIG['lr']}", f"trainer.max_epochs={BIG['epochs']}",
+                 f"accelerator={accelerator}"]
+    framework = [run_framework(scratch, *overrides)["rows_per_second"] for _ in range(REPEATS)]
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    table = Synthetic(BIG["n"], BIG["num_features"], BIG["num_targets"], noise=0.1).on(device, torch.float32)
+    rows = BIG["n"] * BIG["epochs"]
+    loop = [rows / plain.big_data_epochs(table.features, table.targets, BIG["batch_size"], BIG["epochs"], BIG["lr"])
+            for _ in range(REPEATS)]
+    ceiling = [BIG["n"] / plain.streaming_pass(table.features, table.targets) for _ in range(REPEATS)]
+    gib_per_s = [r * (BIG["num_features"] + BIG["num_targets"]) * 4 / 2**30 for r in ceiling]
+    return {"unit": "rows/s", "framework": spread(framework), "plain_loop": spread(loop),
+            "streaming_pass": spread(ceiling), "memory_bandwidth_gib_s": spread(gib_per_s),
+            "ratio": statistics.median(framework) / statistics.median(loop), "target": ">= 1.0",
+            "higher_is_better": True}
+
+
+def small_data(scratch: Path) -> dict:
+    """Seconds per optimizer step on crops, batch 5, shuffled, 100 epochs."""
+    overrides = [f"data.batch_size={SMALL['batch_size']}", "data.shuffle=true", f"optim.lr={SMALL['lr']}",
+                 f"trainer.max_epochs={SMALL['epochs']}"]
+    summaries = [run_framework(scratch, *overrides) for _ in range(REPEATS)]
+    framework = [s["train_seconds"] / s["steps"] for s in summaries]
+    crops = builtin("crops")
+    tutorial = []
+    for _ in range(REPEATS):
+        seconds, steps = plain.tutorial_loop(crops.features, crops.targets, SMALL["batch_size"], SMALL["epochs"],
+                                             SMALL["lr"])
+        tutorial.append(seconds / steps)
+    fixed = [s["seconds"] - s["train_seconds"] for s in summaries]
+    steps_per_epoch = summaries[0]["steps"] / summaries[0]["epochs"]
+    floor = [plain.lightning_epoch_floor(SMALL["epochs"]) / steps_per_epoch for _ in range(REPEATS)]
+    return {"unit": "s/step", "framework": spread(framework), "tutorial_loop": spread(tutorial),
+            "lightning_floor": spread(floor), "framework_fixed_seconds_per_run": spread(fixed),
+            "ratio": statistics.median(framework) / statistics.median(tutorial), "target": "<= 1.5",
+            "higher_is_better": False}
+
+
+def wall_seconds(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def sweep(scratch: Path) -> dict:
+    """The 9-job lr x epochs grid through `python train.py -m`, against 9 plain loops in one process."""
+    lrs, epochs = ",".join(f"{lr:g}" for lr in plain.SWEEP_LRS), ",".join(map(str, plain.SWEEP_EPOCHS))
+    framework, loops = [], []
+    for repeat in range(3):
+        framework.append(wall_seconds([sys.executable, str(REPO / "train.py"), "-m", f"optim.lr={lrs}",
+                                       f"trainer.max_epochs={epochs}", f"hydra.sweep.dir={scratch}/sweep{repeat}"],
+                                      cwd=scratch))
+        loops.append(wall_seconds([sys.executable, str(REPO / "bench" / "plain.py"), "sweep"], cwd=scratch))
+    return {"unit": "s", "framework": spread(framework), "plain_loops": spread(loops),
+            "ratio": statistics.median(framework) / statistics.median(loops), "target": None,
+            "higher_is_better": False}
+
+
+def cold_start(scratch: Path) -> dict:
+    """`python train.py trainer.max_epochs=1`, end to end, against importing Lightning alone."""
+    framework, imports = [], []
+    for repeat in range(REPEATS):
+        framework.append(wall_seconds([sys.executable, str(REPO / "train.py"), "trainer.max_epochs=1",
+                                       f"hydra.run.dir={scratch}/cold{repeat}"], cwd=scratch))
+        imports.append(wall_seconds([sys.executable, "-c", "import lightning.pytorch"], cwd=scratch))
+    return {"unit": "s", "framework": spread(framework), "import_lightning": spread(imports),
+            "ratio": statistics.median(framework) / statistics.median(imports), "target": "<= 1.3",
+            "higher_is_better": False}
+
+
+def _figure(value: float, unit: str) -> str:
+    if unit == "rows/s":
+        return f"{value / 1e6:.2f} M rows/s"
+    if unit == "s/step":
+        return f"{value * 1e6:.0f} µs/step"
+    return f"{value:.2f} s"
+
+
+def table(results: dict) -> str:
+    lines = ["| benchmark | ratio | target | framework | baseline |", "|---|---|---|---|---|"]
+    for name, result in results["benchmarks"].items():
+        unit = result["unit"]
+        baselines = [key for key in result if isinstance(result[key], dict) and key != "framework"
+                     and "median" in result[key] and not key.startswith(("framework_", "memory_", "lightning_"))]
+        shown = "; ".join(f"{key.replace('_', ' ')} {_figure(result[key]['median'], unit)}" for key in baselines)
+        lines.append(f"| {name} | {result['ratio']:.2f}x | {result['target'] or '-'} | "
+                     f"{_figure(result['framework']['median'], unit)} | {shown} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    benchmarks = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        steps = [("big data, CPU", lambda: big_data(scratch, "cpu")), ("small data", lambda: small_data(scratch)),
+                 ("sweep, 9 jobs", lambda: sweep(scratch)), ("cold start", lambda: cold_start(scratch))]
+        if torch.cuda.is_available():
+            steps.insert(1, ("big data, GPU", lambda: big_data(scratch, "gpu")))
+        else:
+            print("No GPU here: the GPU benchmark is skipped.", file=sys.stderr)
+        for name, measure in steps:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            benchmarks[name] = measure()
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                           "torch": torch.__version__, "python": platform.python_version()},
+               "repeats": REPEATS, "benchmarks": benchmarks}
+    (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    small = benchmarks["small data"]
+    print(f"small data: of the framework's {small['framework']['median'] * 1e6:.0f} µs per step, Lightning's own "
+          f"epoch loop (fit with a training_step that does nothing) takes {small['lightning_floor']['median'] * 1e6:.0f}"
+          f" µs; a run's fixed cost (set-up, fit picture, checkpoint) is "
+          f"{small['framework_fixed_seconds_per_run']['median']:.2f} s more.")
+    print("ratio: framework / baseline for times, framework / plain loop for rows/s; medians. "
+          "Written to bench/results.json.")
+
+
+if __name__ == "__main__":
+    main()
