@@ -1,6 +1,6 @@
 import torch
 
-from experiments.data import Batches, RegressionDataModule
+from experiments.data import Batches, RegressionDataModule, spread_rows
 from experiments.datasets import builtin
 
 
@@ -76,3 +76,10 @@ def test_unshuffled_full_batch_is_the_data_itself():
     crops = builtin("crops")
     assert torch.equal(x, crops.features) and torch.equal(y, crops.targets)
     assert x.data_ptr() == data.train_rows.data_ptr()  # a view, not a copy
+
+
+def test_the_rows_kept_for_the_picture_span_the_data_at_any_size():
+    assert spread_rows(15, 2000).tolist() == list(range(15))
+    assert spread_rows(1, 2000).tolist() == [0]
+    many = spread_rows(20_000_000, 2000)
+    assert len(many) == 2000 and many[0] == 0 and many[-1] == 19_999_999 and bool((many.diff() > 0).all())

@@ -141,7 +141,7 @@ class RegressionDataModule(pl.LightningDataModule):
         self.val_moments = Moments(val_table.features, val_table.targets) if val_table is not None else None
         stats = (self.scaler.feature_mean, self.scaler.feature_std) if self.scaler is not None else ()
         self.reference = reference(self.moments, *stats)
-        sample = torch.linspace(0, len(table) - 1, min(len(table), SAMPLE_ROWS), device=device).round().long()
+        sample = spread_rows(len(table), SAMPLE_ROWS).to(device)
         self.sample = Table(table.features[sample], table.targets[sample], table.feature_names, table.target_names)
         self.train_rows = _joined(table, self.scaler)
 
@@ -202,6 +202,13 @@ def _split(table: Table, val_fraction: float, seed: int) -> tuple[Table, Table |
     val, train = order[:n_val].sort().values, order[n_val:].sort().values
     return (Table(table.features[train], table.targets[train], table.feature_names, table.target_names),
             Table(table.features[val], table.targets[val], table.feature_names, table.target_names))
+
+
+def spread_rows(rows: int, count: int) -> torch.Tensor:
+    """Indices of up to `count` of `rows` rows spread evenly from the first to the last (all of
+    them if there are no more); whole-number arithmetic, exact at any size."""
+    count = min(rows, count)
+    return torch.arange(count, dtype=torch.int64) * (rows - 1) // max(count - 1, 1)
 
 
 def placement(trainer: pl.Trainer | None) -> tuple[torch.device, torch.dtype]:
