@@ -72,5 +72,7 @@ def test_ctrl_c_keeps_what_was_learned(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 0 < summary["epochs"] < 10000000
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert read_scalars(run_dir)["final/loss"][-1][0] == summary["epochs"]
+    scalars = read_scalars(run_dir)
+    assert scalars["final/loss"][-1][0] == summary["epochs"]
+    assert [step for step, _ in scalars["train/full_loss"]] == list(range(summary["epochs"] + 1))
     assert "Interrupted after" in output

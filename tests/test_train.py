@@ -65,6 +65,24 @@ def test_tensorboard_file_holds_the_promised_scalars(make_cfg):
     assert scalars["final/loss"] == [(3, pytest.approx(summary["final_loss"], rel=1e-6))]
 
 
+def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
+    """Epochs are written to TensorBoard in batches; an error mid-training must not lose them."""
+    from experiments.module import RegressionModule
+
+    training_step = RegressionModule.training_step
+
+    def failing_in_epoch_3(self, mini_batches, chunk_index):
+        if self.current_epoch == 3:
+            raise RuntimeError("boom")
+        return training_step(self, mini_batches, chunk_index)
+
+    monkeypatch.setattr(RegressionModule, "training_step", failing_in_epoch_3)
+    cfg = make_cfg("trainer.max_epochs=10")
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg)
+    assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2, 3]
+
+
 def test_hparams_and_picture_are_logged(make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2

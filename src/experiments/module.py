@@ -1,5 +1,8 @@
 """The LightningModule: mean squared error on an injected model."""
 
+import inspect
+import math
+
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -32,8 +35,9 @@ class RegressionModule(pl.LightningModule):
         self.optimizer = optimizer
         self.scaler = scaler
         self.steps = 0  # optimizer steps taken
-        self.epoch_loss_sum = torch.zeros(())
-        self.epoch_batches = 0
+        self._step_needs_closure = optimizer is not None and _requires_closure(optimizer)
+        self._chunk_losses: list[torch.Tensor] = []  # this epoch's, one sum a chunk
+        self._epoch_batches = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -50,38 +54,56 @@ class RegressionModule(pl.LightningModule):
         return self.scaler.original_weights(weight, bias) if self.scaler is not None else (weight, bias)
 
     def on_train_epoch_start(self) -> None:
-        self.epoch_loss_sum = torch.zeros((), device=self.device)
-        self.epoch_batches = 0
+        self._chunk_losses, self._epoch_batches = [], 0
 
     def training_step(self, mini_batches: MiniBatches, chunk_index: int) -> None:
-        loss_sum, steps = self.epoch_loss_sum, 0
-        for features, targets in mini_batches:
-            loss_sum = loss_sum + self._step(features, targets)
-            steps += 1
-        self.epoch_loss_sum, self.epoch_batches, self.steps = loss_sum, self.epoch_batches + steps, self.steps + steps
+        losses = [self._step(features, targets) for features, targets in mini_batches]
+        if losses:  # one sum a chunk: adding up every step's loss as it comes costs a tensor op a step
+            self._chunk_losses.append(torch.stack(losses).sum(dim=0))
+        self._epoch_batches += len(losses)
+        self.steps += len(losses)
 
     def _step(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on one mini-batch; returns its loss before the step, per target in the
-        data's units if standardized. The loss is computed in a closure, which LBFGS calls several
-        times and the other optimizers once."""
-        optimizer, losses = self.optimizer, []
+        """One optimizer step on one mini-batch; returns its loss before the step (see `_evaluate`).
+        An optimizer whose step takes a closure (LBFGS) evaluates the loss as often as it needs;
+        the others step after one evaluation, as in the tutorials' loop."""
+        if not self._step_needs_closure:
+            loss, reported = self._evaluate(features, targets)
+            self.optimizer.step()
+            return reported
+        first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            predictions = self.model(features)
-            loss = F.mse_loss(predictions, targets)
-            loss.backward()
-            if not losses:
-                losses.append(loss.detach() if self.scaler is None else
-                              ((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2)
+            loss, reported = self._evaluate(features, targets)
+            if not first:
+                first.append(reported)
             return loss
 
-        optimizer.step(closure)
-        return losses[0]
+        self.optimizer.step(closure)
+        return first[0]
+
+    def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero the gradients, then the loss and its gradients; returns the loss to minimise and the
+        loss to report (per target in the data's units, if standardized)."""
+        self.optimizer.zero_grad()
+        predictions = self.model(features)
+        loss = F.mse_loss(predictions, targets)
+        loss.backward()
+        if self.scaler is None:
+            return loss, loss.detach()
+        return loss, ((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2
 
     def mean_epoch_loss(self) -> float:
         """The epoch's mean batch loss, in the data's units."""
-        return (self.epoch_loss_sum / max(self.epoch_batches, 1)).mean().item()
+        if not self._chunk_losses:
+            return math.nan
+        return (torch.stack(self._chunk_losses).sum(dim=0) / self._epoch_batches).mean().item()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer
+
+
+def _requires_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer.step` must be given a closure that re-evaluates the loss (LBFGS)."""
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty

@@ -109,7 +109,8 @@ def _build(cfg: DictConfig, what: str, **kwargs: Any) -> Any:
 def _make_trainer(cfg: DictConfig, run_dir: Path, recorder: EpochRecorder, progress_bar: bool) -> pl.Trainer:
     callbacks = [recorder] + ([EpochProgressBar(recorder)] if progress_bar else [])
     # One event file directly in the job folder: TensorBoard names the run by the folder.
-    logger = TensorBoardLogger(save_dir=run_dir, name="", version="", default_hp_metric=False)
+    logger = TensorBoardLogger(save_dir=run_dir, name="", version="", default_hp_metric=False,
+                               max_queue=EpochRecorder.WRITE_EVENTS)
     logger.hparams = dict(recorder.hparams)  # what its hparams.yaml records
     try:
         return pl.Trainer(
