@@ -59,7 +59,7 @@ class RegressionModule(pl.LightningModule):
     def training_step(self, mini_batches: MiniBatches, chunk_index: int) -> None:
         losses = [self._step(features, targets) for features, targets in mini_batches]
         if losses:  # one sum a chunk: adding up every step's loss as it comes costs a tensor op a step
-            self._chunk_losses.append(torch.stack(losses).sum(dim=0))
+            self._chunk_losses.append(torch.stack(losses).sum())
         self._epoch_batches += len(losses)
         self.steps += len(losses)
 
@@ -84,20 +84,21 @@ class RegressionModule(pl.LightningModule):
 
     def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero the gradients, then the loss and its gradients; returns the loss to minimise and the
-        loss to report (per target in the data's units, if standardized)."""
+        loss to report (in the data's units, if standardized: the mean over targets of each one's
+        mean squared error)."""
         self.optimizer.zero_grad()
         predictions = self.model(features)
         loss = F.mse_loss(predictions, targets)
         loss.backward()
         if self.scaler is None:
             return loss, loss.detach()
-        return loss, ((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2
+        return loss, (((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2).mean()
 
     def mean_epoch_loss(self) -> float:
         """The epoch's mean batch loss, in the data's units."""
         if not self._chunk_losses:
             return math.nan
-        return (torch.stack(self._chunk_losses).sum(dim=0) / self._epoch_batches).mean().item()
+        return sum(loss.item() for loss in self._chunk_losses) / self._epoch_batches
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer
