@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,32 @@ def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         train(cfg)
     assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2, 3]
+
+
+def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
+    """Ctrl-C most often lands while a batch of epochs is being written (waiting for the writer);
+    the final write that follows it must not write them a second time."""
+    from torch.utils.tensorboard.writer import SummaryWriter
+
+    from experiments.callbacks import EpochRecorder
+
+    flush, writes = SummaryWriter.flush, []
+
+    def interrupted_in_second_write(self):
+        if sys._getframe(1).f_code.co_name == "_write":
+            writes.append(1)
+            if len(writes) == 2:  # the first writes epoch 0, at the start; the second epochs 1 and 2
+                raise KeyboardInterrupt
+        flush(self)
+
+    monkeypatch.setattr(EpochRecorder, "WRITE_EVENTS", 2)
+    monkeypatch.setattr(EpochRecorder, "WRITE_SECONDS", 3600.0)
+    monkeypatch.setattr(SummaryWriter, "flush", interrupted_in_second_write)
+    cfg = make_cfg("trainer.max_epochs=10")
+    with pytest.raises(SystemExit):
+        train(cfg)
+    assert json.loads((Path(cfg.output_dir) / "summary.json").read_text())["epochs"] == 2
+    assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2]
 
 
 def test_hparams_and_picture_are_logged(make_cfg):

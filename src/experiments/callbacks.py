@@ -3,6 +3,7 @@
 import math
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import lightning.pytorch as pl
@@ -48,7 +49,7 @@ class EpochRecorder(pl.Callback):
         self.diverged_at_epoch: int | None = None
         self.train_seconds = 0.0  # in the epochs, their measuring and logging included; not in set-up
         self._epoch_started = 0.0
-        self._unwritten: list[tuple[int, float, dict[str, float]]] = []  # (epoch, wall time, metrics)
+        self._unwritten: deque[tuple[int, float, dict[str, float]]] = deque()  # (epoch, wall time, metrics)
         self._write_after = 0.0
 
     def ratio(self, loss: float) -> float:
@@ -74,11 +75,14 @@ class EpochRecorder(pl.Callback):
         return loss
 
     def _write(self, trainer: pl.Trainer) -> None:
-        """Writes the epochs recorded since the last call, and waits for the writer to finish them."""
-        for epoch, wall_time, metrics in self._unwritten:
+        """Writes the epochs recorded since the last call, and waits for the writer to finish them.
+        Each epoch leaves `_unwritten` once handed to the writer, so the final write after a Ctrl-C,
+        which most often lands in the wait, repeats none (at most the one in hand at that instant)."""
+        while self._unwritten:
+            epoch, wall_time, metrics = self._unwritten[0]
             _log_scalars(trainer, metrics, step=epoch, wall_time=wall_time)
+            self._unwritten.popleft()
         trainer.logger.experiment.flush()
-        self._unwritten.clear()
         self._write_after = time.perf_counter() + self.WRITE_SECONDS
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
