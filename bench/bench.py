@@ -31,7 +31,7 @@ from experiments.train import CONFIG_DIR, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS = 5
-BIG = {"n": 2_000_000, "num_features": 32, "num_targets": 4, "batch_size": 8192, "epochs": 3, "lr": 0.01}
+BIG = {"n": 2_000_000, "num_features": 32, "num_targets": 4, "batch_size": 8192, "epochs": 1, "lr": 0.01}
 SMALL = {"batch_size": 5, "epochs": 100, "lr": 1e-5, "repeats": 11}  # 100 epochs take 0.1 s: more repeats
 
 
