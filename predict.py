@@ -1,7 +1,6 @@
-"""Predict with a trained run: python predict.py run=RUN_FOLDER 'inputs=[[75,63,44]]'. See README.md."""
-import sys
+"""Predict with a trained run: python predict.py run=RUN_FOLDER 'inputs=[[75,63,44]]'. See --help."""
 
-from experiments.predict import main
+from experiments.cli import predict_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    predict_main()

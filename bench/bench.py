@@ -18,16 +18,14 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 sys.path.insert(0, str(Path(__file__).parent))
 import plain  # noqa: E402
 
-from experiments.datasets import builtin  # noqa: E402
+from experiments.config import compose_run  # noqa: E402
 from experiments.synthetic import Synthetic  # noqa: E402
-from experiments.train import CONFIG_DIR, train  # noqa: E402
+from experiments.tables import builtin_table  # noqa: E402
+from experiments.train import train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS = 5
@@ -41,11 +39,7 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def run_framework(scratch: Path, *overrides: str) -> dict:
     """One run of train.py's `train(cfg)`, its output swallowed; returns its summary."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.output_dir = tempfile.mkdtemp(dir=scratch)
+    cfg = compose_run(overrides, tempfile.mkdtemp(dir=scratch))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return train(cfg)
 
@@ -76,7 +70,7 @@ def small_data(scratch: Path) -> dict:
     the pairs' ratios: a slow moment of the machine then slows both sides of a pair."""
     overrides = [f"data.batch_size={SMALL['batch_size']}", "data.shuffle=true", f"optim.lr={SMALL['lr']}",
                  f"trainer.max_epochs={SMALL['epochs']}"]
-    crops = builtin("crops")
+    crops = builtin_table("crops")
     run_framework(scratch, *overrides)  # warm-up, untimed: the first run of each pays one-off costs
     plain.tutorial_loop(crops.features, crops.targets, SMALL["batch_size"], SMALL["epochs"], SMALL["lr"])
     summaries, tutorial = [], []

@@ -114,9 +114,9 @@ SWEEP_LRS = (1e-6, 1e-5, 1e-4)
 SWEEP_EPOCHS = (50, 100, 200)
 
 if __name__ == "__main__" and sys.argv[1:] == ["sweep"]:
-    from experiments.datasets import builtin
+    from experiments.tables import builtin_table
 
-    crops = builtin("crops")
+    crops = builtin_table("crops")
     for lr in SWEEP_LRS:
         for epochs in SWEEP_EPOCHS:
             torch.manual_seed(42)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import bench  # noqa: E402

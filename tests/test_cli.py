@@ -1,11 +1,13 @@
 """The commands as a user types them, in a subprocess: output folders, sweeps and error messages."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import interrupt_training, read_scalars, run_cli
+from helpers import REPO, interrupt_training, read_scalars, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +42,11 @@ def test_multirun_makes_one_folder_and_one_event_file_per_job(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("optim.lr=0", "optim.lr must be a positive, finite number"),
-    ("data.shuffle=no", "data.shuffle must be true or false"),
+    ("data.shuffle=maybe", "data.shuffle must be true or false"),
+    ("seed=abc", "seed must be a whole number"),
+    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number"),
     ("model=scratch model.bias_init=ones", "bias_init must be 'randn' or 'zeros'"),
-    ("+optim.momentum=-1", "optim: Invalid momentum value"),
+    ("optim.momentum=-1", "optim: Invalid momentum value"),
     pytest.param("accelerator=gpu", "PyTorch sees no GPU here",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
@@ -50,7 +54,7 @@ def test_bad_values_give_one_line_and_write_nothing(tmp_path, override, message)
     result = run_cli(*override.split(), cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert list((tmp_path / "outputs" / "runs").iterdir()) == []
+    assert list(tmp_path.glob("outputs/runs/*")) == []
 
 
 @pytest.mark.parametrize("override,message", [
@@ -62,6 +66,24 @@ def test_unknown_keys_and_options_get_hydras_message_without_a_traceback(tmp_pat
     result = run_cli(override, cwd=tmp_path)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["optim=sdg"], ["optim.lr=-1"], ["seed=abc"], ["--help"]])
+def test_mistakes_and_help_are_answered_before_torch_loads(tmp_path, args):
+    report = "import sys; print('torch loaded' if 'torch' in sys.modules else 'torch not loaded', file=sys.stderr)"
+    code = (f"import atexit, runpy, sys; atexit.register(lambda: exec({report!r})); "
+            f"sys.argv = ['train.py', *{args!r}]; runpy.run_path({str(REPO / 'train.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.stderr.strip().endswith("torch not loaded"), result.stderr
+    assert result.returncode == (0 if args == ["--help"] else 2 if args != ["optim=sdg"] else 1)
+
+
+def test_every_command_explains_itself(tmp_path):
+    for script, usage in (("train.py", "python train.py [group=option ...]"),
+                          ("predict.py", "python predict.py run=RUN_FOLDER"), ("compare.py", "usage: compare.py")):
+        result = run_cli("--help", cwd=tmp_path, script=script)
+        assert result.returncode == 0 and usage in result.stdout, script
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_ctrl_c_keeps_what_was_learned(tmp_path):

@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.datasets import builtin
+from experiments.tables import builtin_table
 from experiments.models import ScratchLinear
 
 
@@ -10,7 +10,7 @@ def test_scratch_model_equals_nn_linear_given_the_same_weights():
     linear = nn.Linear(3, 2)
     scratch = ScratchLinear(3, 2)
     scratch.load_state_dict(linear.state_dict())
-    x = builtin("crops").features
+    x = builtin_table("crops").features
     assert torch.allclose(scratch(x), linear(x))
 
 
@@ -26,7 +26,7 @@ def test_scratch_model_is_the_tutorials_randn_draws():
 def test_autograd_gradient_equals_the_analytic_gradient():
     # Single target: d/dw mean((Xw - y)^2) = 2/n X^T (Xw - y), and with a bias column appended to X
     # the same formula gives the bias gradient.
-    table = builtin("toy")
+    table = builtin_table("toy")
     x, y = table.features.double(), table.targets.double()
     model = ScratchLinear(1, 1).double()
     F.mse_loss(model(x), y).backward()
@@ -39,7 +39,7 @@ def test_autograd_gradient_equals_the_analytic_gradient():
 
 def test_autograd_gradient_equals_the_analytic_gradient_for_several_targets():
     # F.mse_loss averages over all n * t elements, so each target's gradient carries 1/t as well.
-    table = builtin("crops")
+    table = builtin_table("crops")
     x, y = table.features.double(), table.targets.double()
     model = nn.Linear(3, 2).double()
     F.mse_loss(model(x), y).backward()

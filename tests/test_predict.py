@@ -1,41 +1,40 @@
-"""predict.py: a trained run's predictions in the data's units, and clear errors."""
+"""predict.py: a trained run's predictions in the data's units, clear errors, and run folders read as data."""
 
 import csv
-from pathlib import Path
+import shutil
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
-from experiments.predict import load_run, main
+from experiments.config import CONFIG_DIR, compose_run
+from experiments.errors import UserError
+from experiments.least_squares import QRFactor, least_squares
+from experiments.predict import predict
+from experiments.runs import load_trained_module
+from experiments.tables import builtin_table
 from experiments.train import train
+from helpers import run_cli
 
 NEW_REGION = [75.0, 63.0, 44.0]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from experiments.train import CONFIG_DIR
-
     folder = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["accelerator=cpu", "optim=lbfgs", "data.standardize=true",
-                                           "+trainer.precision=64", "trainer.max_epochs=20"], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.output_dir = str(folder)
-    (folder / ".hydra").mkdir()
-    from omegaconf import OmegaConf
-    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")  # as Hydra does for a real run
-    train(cfg)
+    train(compose_run(["accelerator=cpu", "optim=lbfgs", "data.standardize=true", "trainer.precision=64",
+                       "trainer.max_epochs=20"], folder))
     return folder
 
 
+def predict_config(*overrides: str):
+    """predict.py's config for `overrides`, composed as its command line composes it."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("predict", overrides=list(overrides))
+
+
 def test_the_tutorials_new_region(run_dir, capsys):
-    assert main([f"run={run_dir}", f"inputs=[{NEW_REGION}]"]) == 0
+    predict(predict_config(f"run={run_dir}", f"inputs=[{NEW_REGION}]"))
     header, row = capsys.readouterr().out.strip().splitlines()
     assert header.split() == ["temp", "rainfall", "humidity", "predicted", "apples", "predicted", "oranges"]
     apples, oranges = map(float, row.split()[3:])
@@ -43,53 +42,83 @@ def test_the_tutorials_new_region(run_dir, capsys):
 
 
 def test_predictions_are_the_models_forward_pass_and_least_squares(run_dir):
-    module, features, targets = load_run(run_dir)
+    module, features, targets = load_trained_module(run_dir)
     x = torch.tensor([NEW_REGION], dtype=torch.float64)
     with torch.no_grad():
         by_hand = module.scaler.unscale_targets(module.model(module.scaler.scale_features(x)))
         predicted = module.predict(x)
     assert torch.equal(predicted, by_hand)
-    from experiments.datasets import builtin
-    from experiments.reference import Moments, reference
-    crops = builtin("crops")
-    optimum = reference(Moments(crops.features, crops.targets))
+    crops = builtin_table("crops")
+    optimum = least_squares(QRFactor(crops.features, crops.targets))
     assert torch.allclose(predicted[0], x[0] @ optimum.weights.T + optimum.bias, rtol=1e-6)
 
 
 def test_inputs_from_a_csv_by_column_name_and_to_a_csv(run_dir, tmp_path):
     (tmp_path / "new.csv").write_text("humidity,region,temp,rainfall\n44,P,75,63\n43,Q,73,67\n")
     out = tmp_path / "preds.csv"
-    assert main([f"run={run_dir}", f"input_csv={tmp_path / 'new.csv'}", f"output={out}"]) == 0
+    predict(predict_config(f"run={run_dir}", f"input_csv={tmp_path / 'new.csv'}", f"output={out}"))
     rows = list(csv.DictReader(out.open()))
     assert [float(rows[0][k]) for k in ("temp", "rainfall", "humidity")] == NEW_REGION
     assert float(rows[0]["apples"]) == pytest.approx(53.8, abs=0.05)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["inputs=[[75,63]]"], "each row needs 3 numbers (temp, rainfall, humidity)"),
+    (["inputs=[[75,63]]"], r"each row needs 3 numbers \(temp, rainfall, humidity\)"),
     (["inputs=[[75,63,x]]"], "not a number"),
     ([], "give the inputs either as inputs"),
-    (["inputs=[[1,2,3]]", "colour=red"], "unknown colour"),
     (["inputs=75"], "each row needs 3 numbers"),
+    (["inputs=[[1e39,2,3]]"], "too large for float32"),
     (["inputs=[[1,2,3]]", "output=/nonexistent/dir/p.csv"], "cannot write output="),
 ])
-def test_bad_inputs(run_dir, capsys, args, message):
-    assert main([f"run={run_dir}", *args]) == 2
-    assert message in capsys.readouterr().err
+def test_bad_inputs(run_dir, args, message):
+    with pytest.raises(UserError, match=message):
+        predict(predict_config(f"run={run_dir}", *args))
 
 
-def test_bad_runs_and_files(run_dir, tmp_path, capsys):
-    assert main([f"run={tmp_path / 'nope'}", "inputs=[[1,2,3]]"]) == 2
-    assert "no such run folder" in capsys.readouterr().err
+def test_bad_runs_and_files(run_dir, tmp_path):
+    with pytest.raises(UserError, match="no such run folder"):
+        predict(predict_config(f"run={tmp_path / 'nope'}", "inputs=[[1,2,3]]"))
     (tmp_path / "new.csv").write_text("temp,humidity\n1,2\n")
-    assert main([f"run={run_dir}", f"input_csv={tmp_path / 'new.csv'}"]) == 2
-    assert "has no column 'rainfall'" in capsys.readouterr().err
-    import shutil
+    with pytest.raises(UserError, match="has no column 'rainfall'"):
+        predict(predict_config(f"run={run_dir}", f"input_csv={tmp_path / 'new.csv'}"))
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
     (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
-    assert main([f"run={broken}", "inputs=[[1,2,3]]"]) == 2
-    assert "may be corrupted" in capsys.readouterr().err
+    with pytest.raises(UserError, match="may be corrupted"):
+        predict(predict_config(f"run={broken}", "inputs=[[1,2,3]]"))
     (broken / "checkpoints" / "last.ckpt").unlink()
-    assert main([f"run={broken}", "inputs=[[1,2,3]]"]) == 2
-    assert "has no checkpoints/last.ckpt" in capsys.readouterr().err
+    with pytest.raises(UserError, match="has no checkpoints/last.ckpt"):
+        predict(predict_config(f"run={broken}", "inputs=[[1,2,3]]"))
+
+
+def test_a_run_folder_is_read_as_data_and_nothing_it_names_runs(run_dir, tmp_path, capsys):
+    planted, victim = tmp_path / "planted", tmp_path / "victim.txt"
+    shutil.copytree(run_dir, planted)
+    victim.write_text("precious")
+    (planted / ".hydra").mkdir(exist_ok=True)
+    (planted / ".hydra" / "config.yaml").write_text(  # if instantiated, this truncates the victim
+        f"model:\n  _target_: builtins.open\n  file: {victim}\n  mode: w\n"
+        f"data:\n  _target_: torch.load\n  f: {victim}\n  weights_only: false\n")
+    predict(predict_config(f"run={planted}", f"inputs=[{NEW_REGION}]"))
+    assert victim.read_text() == "precious"
+    assert "53.79" in capsys.readouterr().out
+
+    checkpoint = torch.load(planted / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["model_kind"] = "os.system"
+    torch.save(checkpoint, planted / "checkpoints" / "last.ckpt")
+    with pytest.raises(UserError, match="model of kind 'os.system', which this tool does not know"):
+        predict(predict_config(f"run={planted}", f"inputs=[{NEW_REGION}]"))
+
+
+@pytest.mark.slow
+def test_the_command_answers_help_and_mistakes_in_one_line(run_dir, tmp_path):
+    help_text = run_cli("--help", cwd=tmp_path, script="predict.py")
+    assert help_text.returncode == 0 and "python predict.py run=RUN_FOLDER" in help_text.stdout
+    bad = run_cli(f"run={run_dir}", "inputs=[[75,63]]", cwd=tmp_path, script="predict.py")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "Error: inputs: each row needs 3 numbers (temp, rainfall, humidity); row 1 is [75, 63]."]
+    unknown = run_cli(f"run={run_dir}", "inputs=[[1,2,3]]", "colour=red", cwd=tmp_path, script="predict.py")
+    assert unknown.returncode != 0 and "Could not override 'colour'" in unknown.stderr
+    good = run_cli(f"run={run_dir}", "inputs=[[75,63,44]]", cwd=tmp_path, script="predict.py")
+    assert good.returncode == 0 and "53.79" in good.stdout
+    assert list(tmp_path.iterdir()) == []  # predicting writes nothing

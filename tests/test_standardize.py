@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import read_scalars
-from experiments.reference import Moments, reference
+from helpers import read_scalars
+from experiments.least_squares import QRFactor, least_squares
 from experiments.train import train
 
 
@@ -29,7 +29,7 @@ def test_lbfgs_in_float64_matches_lstsq_to_six_digits(make_cfg, tmp_path, monkey
     (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
     monkeypatch.chdir(tmp_path)
     summary = train(make_cfg("data=csv", "data.path=table.csv", "data.targets=[u,v]", "data.standardize=true",
-                             "optim=lbfgs", "+trainer.precision=64", "trainer.max_epochs=20"))
+                             "optim=lbfgs", "trainer.precision=64", "trainer.max_epochs=20"))
     table_x = torch.tensor([[float(v) for v in line.split(",")[:3]] for line in lines[1:]], dtype=torch.float64)
     table_y = torch.tensor([[float(v) for v in line.split(",")[3:]] for line in lines[1:]], dtype=torch.float64)
     design = torch.cat([table_x, torch.ones(40, 1, dtype=torch.float64)], 1)
@@ -51,9 +51,9 @@ def test_held_out_rows_are_measured_apart(make_cfg):
     assert [step for step, _ in scalars["val/loss"]] == list(range(51))
     assert summary["val_loss"] == pytest.approx(scalars["val/loss"][-1][1])
     # The optimum and the final loss are those of the 12 training rows, not all 15.
-    from experiments.datasets import builtin
-    crops = builtin("crops")
-    assert summary["optimal_loss"] != pytest.approx(reference(Moments(crops.features, crops.targets)).loss)
+    from experiments.tables import builtin_table
+    crops = builtin_table("crops")
+    assert summary["optimal_loss"] != pytest.approx(least_squares(QRFactor(crops.features, crops.targets)).loss)
     assert summary["steps"] == 50
 
 
@@ -82,7 +82,7 @@ def test_lbfgs_in_float64_gets_close_on_badly_conditioned_data(make_cfg, tmp_pat
     (tmp_path / "collinear.csv").write_text("a,b,y\n" + rows + "\n")
     monkeypatch.chdir(tmp_path)
     summary = train(make_cfg("data=csv", "data.path=collinear.csv", "data.targets=[y]", "data.standardize=true",
-                             "optim=lbfgs", "+trainer.precision=64", "trainer.max_epochs=50"))
+                             "optim=lbfgs", "trainer.precision=64", "trainer.max_epochs=50"))
     assert "badly conditioned" in capsys.readouterr().err
     assert summary["loss_ratio"] < 1.0001
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import interrupt_training, read_scalars, run_cli
+from helpers import interrupt_training, read_scalars, run_cli
 
 pytestmark = pytest.mark.slow
 

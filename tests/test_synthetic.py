@@ -2,18 +2,20 @@
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
-from conftest import read_scalars
-from experiments import data as data_module
+from helpers import read_scalars
+from experiments import datamodule as datamodule_module
 from experiments import synthetic as synthetic_module
+from experiments.cli import type_error_line
 from experiments.errors import UserError
-from experiments.reference import Moments, reference
+from experiments.least_squares import QRFactor, least_squares
 from experiments.synthetic import Synthetic
 from experiments.train import train
 
 
 def test_rows_come_from_the_seed_and_the_true_weights(monkeypatch):
-    monkeypatch.setattr(synthetic_module, "CHUNK_ROWS", 300)  # several chunks
+    monkeypatch.setattr(synthetic_module, "BLOCK_ROWS", 300)  # several blocks
     recipe = Synthetic(n=1000, num_features=3, num_targets=2, noise=0.0, seed=1)
     table = recipe.on(torch.device("cpu"), torch.float32)
     weights, bias = recipe.true_weights()
@@ -29,7 +31,7 @@ def test_rows_come_from_the_seed_and_the_true_weights(monkeypatch):
 def test_least_squares_recovers_the_true_weights_and_the_noise_level():
     recipe = Synthetic(n=20000, num_features=4, num_targets=2, noise=0.5, seed=0)
     table = recipe.on(torch.device("cpu"), torch.float32)
-    optimum = reference(Moments(table.features, table.targets))
+    optimum = least_squares(QRFactor(table.features, table.targets))
     weights, bias = recipe.true_weights()
     assert torch.allclose(optimum.weights, weights, atol=0.02) and torch.allclose(optimum.bias, bias, atol=0.02)
     assert optimum.loss == pytest.approx(0.25, rel=0.05)  # noise^2
@@ -37,7 +39,7 @@ def test_least_squares_recovers_the_true_weights_and_the_noise_level():
 
 @pytest.mark.parametrize("override,message", [
     ("data.n=0", "data.n must be a whole number of at least 1"),
-    ("data.num_features=2.5", "data.num_features must be a whole number"),
+    ("data.num_targets=0", "data.num_targets must be a whole number of at least 1"),
     ("data.noise=-1", "data.noise must be a number of at least 0"),
 ])
 def test_bad_sizes_are_refused(make_cfg, override, message):
@@ -45,8 +47,14 @@ def test_bad_sizes_are_refused(make_cfg, override, message):
         train(make_cfg("data=synthetic", override))
 
 
+def test_a_size_that_is_not_a_whole_number_is_refused_by_the_schema(make_cfg):
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg("data=synthetic", "data.num_features=2.5")
+    assert type_error_line(error.value) == "data.num_features must be a whole number; got 2.5."
+
+
 def test_a_table_too_big_for_memory_is_refused_before_it_is_made(make_cfg, monkeypatch):
-    monkeypatch.setattr(data_module, "_available_ram", lambda: 2**30)
+    monkeypatch.setattr(datamodule_module, "_available_ram", lambda: 2**30)
     with pytest.raises(UserError, match=r"needs about 1\.9 GiB .* 1\.0 GiB free; use a smaller data\.n"):
         train(make_cfg("data=synthetic", "data.n=4000000", "data.num_features=60", "data.num_targets=4"))
 

@@ -2,13 +2,15 @@
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import read_scalars
+from helpers import read_scalars
+from hydra.errors import ConfigCompositionException
+
+from experiments.cli import type_error_line
 from experiments.errors import UserError
 from experiments.train import train
 
@@ -41,8 +43,8 @@ def test_summary_holds_the_result_in_the_datas_units(make_cfg):
     assert saved["loss_ratio"] == pytest.approx(saved["final_loss"] / saved["optimal_loss"])
 
     # The reported loss is the model's loss on the whole data set, recomputed from the reported weights.
-    from experiments.datasets import builtin
-    crops = builtin("crops")
+    from experiments.tables import builtin_table
+    crops = builtin_table("crops")
     weights, bias = torch.tensor(saved["weights"], dtype=torch.float64), torch.tensor(saved["bias"], dtype=torch.float64)
     predictions = crops.features.double() @ weights.T + bias
     assert saved["final_loss"] == pytest.approx(torch.mean((predictions - crops.targets) ** 2).item(), rel=1e-4)
@@ -72,10 +74,10 @@ def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
 
     training_step = RegressionModule.training_step
 
-    def failing_in_epoch_3(self, mini_batches, chunk_index):
+    def failing_in_epoch_3(self, bundle, bundle_index):
         if self.current_epoch == 3:
             raise RuntimeError("boom")
-        return training_step(self, mini_batches, chunk_index)
+        return training_step(self, bundle, bundle_index)
 
     monkeypatch.setattr(RegressionModule, "training_step", failing_in_epoch_3)
     cfg = make_cfg("trainer.max_epochs=10")
@@ -87,22 +89,24 @@ def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
 def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
     """Ctrl-C most often lands while a batch of epochs is being written (waiting for the writer);
     the final write that follows it must not write them a second time."""
-    from torch.utils.tensorboard.writer import SummaryWriter
+    from experiments.logger import EpochLogger
 
-    from experiments.callbacks import EpochRecorder
+    write_pending, writes = EpochLogger.write_pending, []
 
-    flush, writes = SummaryWriter.flush, []
+    def interrupted_while_waiting_in_second_write(self):
+        if self._pending:
+            writes.append(len(self._pending))
+            if len(writes) == 2:  # the first write is epoch 0, at the start; the second epochs 1 and 2
+                def interrupt_once():
+                    del self.experiment.flush  # later writes wait as usual
+                    raise KeyboardInterrupt
 
-    def interrupted_in_second_write(self):
-        if sys._getframe(1).f_code.co_name == "_write":
-            writes.append(1)
-            if len(writes) == 2:  # the first writes epoch 0, at the start; the second epochs 1 and 2
-                raise KeyboardInterrupt
-        flush(self)
+                self.experiment.flush = interrupt_once
+        write_pending(self)
 
-    monkeypatch.setattr(EpochRecorder, "WRITE_EVENTS", 2)
-    monkeypatch.setattr(EpochRecorder, "WRITE_SECONDS", 3600.0)
-    monkeypatch.setattr(SummaryWriter, "flush", interrupted_in_second_write)
+    monkeypatch.setattr(EpochLogger, "MAX_PENDING", 2)
+    monkeypatch.setattr(EpochLogger, "WRITE_SECONDS", 3600.0)
+    monkeypatch.setattr(EpochLogger, "write_pending", interrupted_while_waiting_in_second_write)
     cfg = make_cfg("trainer.max_epochs=10")
     with pytest.raises(SystemExit):
         train(cfg)
@@ -144,7 +148,7 @@ def test_a_learning_rate_just_above_the_stable_limit_is_caught_before_overflow(m
 
 
 def test_trains_in_float64_with_precision_64(make_cfg):
-    summary = train(make_cfg("+trainer.precision=64", "data=toy", "optim=gd", "optim.lr=0.02",
+    summary = train(make_cfg("trainer.precision=64", "data=toy", "optim=gd", "optim.lr=0.02",
                              "trainer.max_epochs=3000"))
     assert summary["status"] == "ok"
     assert summary["loss_ratio"] == pytest.approx(1.0, abs=1e-9)  # float32 stops near 1e-7
@@ -181,23 +185,43 @@ def test_runs_are_reproducible_from_the_seed(make_cfg):
     ("optim.lr=inf", "optim.lr must be a positive, finite number"),
     ("optim.lr=nan", "optim.lr must be a positive, finite number"),
     ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number of at least 1"),
-    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number of at least 1"),
     ("data.batch_size=0", "data.batch_size must be a whole number of at least 1"),
-    ("data.shuffle=no", "data.shuffle must be true or false"),
-    ("seed=abc", "seed must be a whole number"),
     ("seed=-1", "seed must be a whole number"),
     ("data.name=crop", "data.name='crop' is not a built-in data set"),
     ("trainer.devices=2", "trainer.devices must be 1"),
     ("+optim.foo=1", "optim: .*unexpected keyword argument 'foo'"),
     ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
-    ("+trainer.precision=banana", "trainer.precision must be 32 or 64"),
-    ("+trainer.precision=bf16-mixed", "Half precision keeps about 3 significant digits"),
+    ("trainer.precision=banana", "trainer.precision must be 32 or 64"),
+    ("trainer.precision=bf16-mixed", "Half precision keeps about 3 significant digits"),
     ("+trainer.max_steps=10", "trainer.max_steps is not supported here"),
     ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val is not supported here"),
 ])
 def test_bad_settings_are_refused(make_cfg, override, message):
     with pytest.raises(UserError, match=message):
         train(make_cfg(override))
+
+
+@pytest.mark.parametrize("override,line", [
+    ("seed=abc", "seed must be a whole number; got 'abc'."),
+    ("data.shuffle=maybe", "data.shuffle must be true or false; got 'maybe'."),
+    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number; got 'ten'."),
+    ("optim.lr=fast", "optim.lr must be a number; got 'fast'."),
+    ("data.batch_size=5.5", "data.batch_size must be a whole number; got 5.5."),
+])
+def test_values_of_the_wrong_type_are_refused_by_the_schema_in_one_line(make_cfg, override, line):
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg(override)
+    assert type_error_line(error.value) == line
+
+
+def test_often_set_keys_work_without_a_plus(make_cfg):
+    plain = train(make_cfg("trainer.max_epochs=20"))
+    cfg = make_cfg("optim.momentum=0.9", "trainer.precision=64", "trainer.max_epochs=20")
+    heavy = train(cfg)
+    checkpoint = torch.load(Path(cfg.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["momentum"] == 0.9
+    assert checkpoint["state_dict"]["model.weight"].dtype == torch.float64
+    assert heavy["final_loss"] < plain["final_loss"]  # momentum gets further in as many steps
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

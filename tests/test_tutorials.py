@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from conftest import read_scalars
-from experiments.datasets import builtin
+from helpers import read_scalars
+from experiments.tables import builtin_table
 from experiments.train import train
 
 TUTORIALS = ["tutorial_000_scratch", "tutorial_000_builtins", "tutorial_001_scratch", "tutorial_001_builtins",
@@ -39,7 +39,7 @@ def test_gd_matches_the_tutorials_hand_written_loop_step_for_step(make_cfg):
     cfg = make_cfg("experiment=tutorial_001_scratch", "trainer.max_epochs=20")
     summary = train(cfg)
 
-    table = builtin("crops5")
+    table = builtin_table("crops5")
     inputs, targets = table.features, table.targets
     torch.manual_seed(cfg.seed)
     w = torch.randn(2, 3, requires_grad=True)

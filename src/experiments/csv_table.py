@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.datasets import Table
+from experiments.tables import Table
 from experiments.errors import UserError
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)

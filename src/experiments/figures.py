@@ -1,17 +1,30 @@
-"""The picture logged at the end of a run. matplotlib is imported here only, when needed."""
+"""Every picture the tool draws. matplotlib is imported inside each function, only when one is drawn."""
+
+import math
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor,
-               feature_names: list[str], target_names: list[str]):
-    """Tutorial 003's plot for 1-D data (the points and the fitted line); otherwise one panel
-    per target of predicted against actual values, where a perfect model lies on the diagonal."""
+    from experiments.runs import Run
+
+
+def _figure_class() -> type["Figure"]:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    return Figure
+
+
+def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor,
+               feature_names: list[str], target_names: list[str]) -> "Figure":
+    """Tutorial 003's plot for 1-D data (the points and the fitted line); otherwise one panel
+    per target of predicted against actual values, where a perfect model lies on the diagonal."""
+    Figure = _figure_class()
     features, targets, predictions = (t.detach().cpu().double() for t in (features, targets, predictions))
     if features.shape[1] == 1 and targets.shape[1] == 1:
         fig = Figure(figsize=(5, 4), layout="tight")
@@ -30,4 +43,34 @@ def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch
         ax.plot(actual, predicted, "o", label="model")
         ax.set(xlabel=f"actual {name}", ylabel=f"predicted {name}", title=name)
         ax.legend()
+    return fig
+
+
+def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
+    """Every run's whole-data loss per epoch on a log scale, labelled by `labels`, best first in the
+    legend, with each distinct optimum as a dashed line. The legend sits beside the plot so 30
+    runs stay readable."""
+    import matplotlib
+
+    Figure = _figure_class()
+    plotted = [(run, label) for run, label in zip(runs, labels) if any(math.isfinite(v) and v > 0 for _, v in run.curve)]
+    fig = Figure(figsize=(11, max(4.5, 0.19 * len(plotted) + 1.5)), layout="constrained")
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
+    for i, (run, label) in enumerate(plotted):
+        steps, values = zip(*[(s, v) for s, v in run.curve if math.isfinite(v) and v > 0])
+        color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
+        if run.summary.get("status") != "ok":
+            label += f" ({run.summary.get('status')})"
+        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
+    optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
+    for j, optimum in enumerate(optima):
+        ax.axhline(optimum, color="black", linestyle="--", linewidth=1,
+                   label="optimum (least squares)" if j == 0 else None)
+    ax.set(yscale="log", xlabel="epoch", ylabel="loss on the whole data set (MSE)",
+           title=f"Loss curves of {len(plotted)} runs")
+    ax.grid(True, which="major", alpha=0.3)
+    if plotted:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small" if len(plotted) <= 15 else "x-small",
+                  frameon=False)
     return fig

@@ -21,3 +21,7 @@ class ScratchLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.weight.T + self.bias
+
+
+# The model kinds a checkpoint may hold, by class name: predict.py rebuilds from these and nothing else.
+MODEL_KINDS = {"Linear": nn.Linear, "ScratchLinear": ScratchLinear}

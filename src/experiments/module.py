@@ -1,43 +1,45 @@
-"""The LightningModule: mean squared error on an injected model."""
+"""The LightningModule: mean squared error on an injected model, stepped by an injected optimizer."""
 
 import inspect
 import math
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.data import MiniBatches
+from experiments.batches import Bundle
 from experiments.scaling import Scaler
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class RegressionModule(pl.LightningModule):
     """Trains `model` to minimise the mean squared error, the tutorials' loss
-    (`torch.sum(diff * diff) / diff.numel()` is exactly `F.mse_loss`).
+    (`torch.sum(diff * diff) / diff.numel()` is exactly `F.mse_loss`), with the optimizer that
+    `make_optimizer` (the configured partial) builds over its parameters.
 
-    The optimizer over `model`'s parameters is injected too, so the update rule is configuration,
-    not code. With a `scaler` the model sees standardized batches, and `predict` maps its outputs
-    back to the data's units.
-
-    Each Lightning batch is a chunk of mini-batches (see `experiments.data`), and `training_step`
-    steps through them in the tutorials' own loop: zero the gradients, forward, loss, backward,
-    step. Lightning's per-batch machinery, which costs more than such a step, then runs once a
-    chunk, while it still runs the epochs, devices, precision, logging, checkpoints and Ctrl-C.
-    The epoch's mean batch loss is kept as a tensor, without a `.item()` per step, and read in the
-    data's units by `EpochRecorder` once per epoch.
+    `settings` are what the run was set to do, recorded as its hyperparameters. With a `scaler` the model sees standardized batches, and `predict` and `original_weights`
+    answer in the data's units. Each Lightning batch is a bundle of mini-batches (see
+    `experiments.batches`) that `training_step` steps through in the tutorials' own loop: zero the
+    gradients, forward, loss, backward, step.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, scaler: Scaler | None = None) -> None:
+    def __init__(self, model: nn.Module, make_optimizer: OptimizerFactory | None = None,
+                 scaler: Scaler | None = None, settings: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if settings is not None:  # what Lightning logs as the run's hparams (hparams.yaml, HPARAMS tab)
+            self.save_hyperparameters(settings)
         self.automatic_optimization = False
         self.model = model
-        self.optimizer = optimizer
+        self.make_optimizer = make_optimizer
         self.scaler = scaler
         self.steps = 0  # optimizer steps taken
-        self._step_needs_closure = optimizer is not None and _requires_closure(optimizer)
-        self._chunk_losses: list[torch.Tensor] = []  # this epoch's, one sum a chunk
-        self._epoch_batches = 0
+        self._needs_closure = False
+        self._bundle_losses: list[torch.Tensor] = []  # this epoch's, one sum a bundle
+        self._epoch_steps = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -53,40 +55,48 @@ class RegressionModule(pl.LightningModule):
         weight, bias = self.model.weight.detach(), self.model.bias.detach()
         return self.scaler.original_weights(weight, bias) if self.scaler is not None else (weight, bias)
 
-    def on_train_epoch_start(self) -> None:
-        self._chunk_losses, self._epoch_batches = [], 0
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optimizer = self.make_optimizer(self.model.parameters())
+        self._needs_closure = _requires_closure(optimizer)
+        return optimizer
 
-    def training_step(self, mini_batches: MiniBatches, chunk_index: int) -> None:
-        losses = [self._step(features, targets) for features, targets in mini_batches]
-        if losses:  # one sum a chunk: adding up every step's loss as it comes costs a tensor op a step
-            self._chunk_losses.append(torch.stack(losses).sum())
-        self._epoch_batches += len(losses)
+    def on_train_epoch_start(self) -> None:
+        self._bundle_losses, self._epoch_steps = [], 0
+
+    def training_step(self, bundle: Bundle, bundle_index: int) -> None:
+        # The raw optimizer and loss.backward(): Lightning's wrappers run hooks per step that cost more
+        # than a whole small-data step, and nothing here needs them (one device, no AMP, no clipping).
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        losses = [self._step(optimizer, features, targets) for features, targets in bundle]
+        if losses:  # one sum a bundle: adding up every step's loss as it comes costs a tensor op a step
+            self._bundle_losses.append(torch.stack(losses).sum())
+        self._epoch_steps += len(losses)
         self.steps += len(losses)
 
-    def _step(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _step(self, optimizer: torch.optim.Optimizer, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One optimizer step on one mini-batch; returns its loss before the step (see `_evaluate`).
-        An optimizer whose step takes a closure (LBFGS) evaluates the loss as often as it needs;
-        the others step after one evaluation, as in the tutorials' loop."""
-        if not self._step_needs_closure:
-            loss, reported = self._evaluate(features, targets)
-            self.optimizer.step()
+        An optimizer whose step takes a closure (LBFGS) evaluates the loss as often as it needs."""
+        if not self._needs_closure:
+            _, reported = self._evaluate(optimizer, features, targets)
+            optimizer.step()
             return reported
         first: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
-            loss, reported = self._evaluate(features, targets)
+            loss, reported = self._evaluate(optimizer, features, targets)
             if not first:
                 first.append(reported)
             return loss
 
-        self.optimizer.step(closure)
+        optimizer.step(closure)
         return first[0]
 
-    def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evaluate(self, optimizer: torch.optim.Optimizer, features: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero the gradients, then the loss and its gradients; returns the loss to minimise and the
-        loss to report (in the data's units, if standardized: the mean over targets of each one's
+        loss to report (in the data's units if standardized: the mean over targets of each one's
         mean squared error)."""
-        self.optimizer.zero_grad()
+        optimizer.zero_grad()
         predictions = self.model(features)
         loss = F.mse_loss(predictions, targets)
         loss.backward()
@@ -95,13 +105,13 @@ class RegressionModule(pl.LightningModule):
         return loss, (((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2).mean()
 
     def mean_epoch_loss(self) -> float:
-        """The epoch's mean batch loss, in the data's units."""
-        if not self._chunk_losses:
+        """The epoch's mean mini-batch loss, in the data's units."""
+        if not self._bundle_losses:
             return math.nan
-        return sum(loss.item() for loss in self._chunk_losses) / self._epoch_batches
+        return sum(loss.item() for loss in self._bundle_losses) / self._epoch_steps
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["model_kind"] = type(self.model).__name__  # how predict.py rebuilds it, without running config
 
 
 def _requires_closure(optimizer: torch.optim.Optimizer) -> bool:

@@ -7,7 +7,7 @@ number a user reads (losses, weights, bias, predictions) is mapped back to the d
 import torch
 from torch import nn
 
-from experiments.datasets import Table
+from experiments.tables import Table
 
 
 class Scaler(nn.Module):
@@ -46,11 +46,11 @@ class Scaler(nn.Module):
         return w, b
 
 
-def _mean_std(values: torch.Tensor, chunk_rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+def _mean_std(values: torch.Tensor, block_rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Column means and (population) standard deviations in float64, two passes of bounded memory."""
-    chunks = values.split(chunk_rows)
-    mean = sum(chunk.double().sum(dim=0) for chunk in chunks) / len(values)
+    blocks = values.split(block_rows)
+    mean = sum(block.double().sum(dim=0) for block in blocks) / len(values)
     if len(values) < 2:
         return mean, torch.ones_like(mean)
-    variance = sum(((chunk.double() - mean) ** 2).sum(dim=0) for chunk in chunks) / len(values)
+    variance = sum(((block.double() - mean) ** 2).sum(dim=0) for block in blocks) / len(values)
     return mean, variance.sqrt()

@@ -1,20 +1,18 @@
 """`data=synthetic`: a linear regression of any size, for measuring speed and checking convergence.
 
-The rows are generated from the seed on the device that trains, a chunk at a time, so memory
+The rows are generated from the seed on the device that trains, a block of rows at a time, so memory
 holds the table and nothing more: `y = x @ true_weights.T + true_bias + noise * e`, with x and e
 standard normal. The true weights are drawn first, on the CPU, so they are the same on every device
 (the rows are not: CPU and GPU generators differ) and are logged with the run, to check it against.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from experiments.datasets import Table
-from experiments.errors import UserError
+from experiments.tables import Table
 
-CHUNK_ROWS = 1 << 18
+BLOCK_ROWS = 1 << 18
 
 
 @dataclass
@@ -26,16 +24,6 @@ class Synthetic:
     num_targets: int
     noise: float
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("n", "num_features", "num_targets"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                raise UserError(f"data.{key} must be a whole number of at least 1; got {value!r}.")
-        if not (isinstance(self.noise, (int, float)) and not isinstance(self.noise, bool)
-                and math.isfinite(self.noise) and self.noise >= 0):
-            raise UserError(f"data.noise must be a number of at least 0 (the standard deviation of the noise "
-                            f"added to every target); got {self.noise!r}.")
 
     @property
     def feature_names(self) -> list[str]:
@@ -59,14 +47,14 @@ class Synthetic:
         return weights, torch.randn(self.num_targets, generator=generator, dtype=torch.float64)
 
     def on(self, device: torch.device, dtype: torch.dtype) -> Table:
-        """Generate the table on `device` as `dtype`: drawn in float32 a chunk at a time, so that the
+        """Generate the table on `device` as `dtype`: drawn in float32 a block of rows at a time, so that the
         same seed gives the same rows in either precision."""
         weights, bias = (t.to(device, torch.float32) for t in self.true_weights())
         features = torch.empty(self.n, self.num_features, device=device, dtype=dtype)
         targets = torch.empty(self.n, self.num_targets, device=device, dtype=dtype)
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        for start in range(0, self.n, CHUNK_ROWS):
-            rows = min(CHUNK_ROWS, self.n - start)
+        for start in range(0, self.n, BLOCK_ROWS):
+            rows = min(BLOCK_ROWS, self.n - start)
             x = torch.randn(rows, self.num_features, generator=generator, device=device)
             noise = torch.randn(rows, self.num_targets, generator=generator, device=device)
             features[start:start + rows] = x

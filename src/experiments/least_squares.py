@@ -1,12 +1,11 @@
 """The closed-form answer every run is measured against, in one pass over data of any size.
 
 Everything here comes from the R factor of the QR decomposition of `[X 1 Y]` (features, a column
-of ones for the bias, targets) in float64. It is built a chunk of rows at a time
-(R = qr([R; next rows]).R), so memory stays at one chunk however many rows there are, and the
-work runs on the device the data is on. From R alone: the least-squares weights, their loss, the
-condition number of the design, the largest stable learning rate, and the loss of *any* weights:
-`[X 1] w - Y = Q (R[:, :p] w - R[:, p:])` with Q's columns orthonormal, so a (p+t) x (p+t)
-product gives the whole data set's mean squared error, in float64, however many rows it has.
+of ones for the bias, targets) in float64, built a block of rows at a time
+(R = qr([R; next rows]).R), so memory stays at one block however many rows there are. From R
+alone: the least-squares weights, their loss, the condition number, the largest stable learning
+rate, and the loss of *any* weights: `[X 1] w - Y = Q (R[:, :p] w - R[:, p:])` with Q's columns
+orthonormal, so a (p+t) x (p+t) product gives the whole data set's mean squared error.
 """
 
 import math
@@ -15,34 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-CHUNK_ROWS = 16384
+BLOCK_ROWS = 16384
 
 
-@dataclass
-class Reference:
-    """The least-squares optimum of a data set (float64, on the CPU), and how hard gradient descent's job is."""
-
-    weights: torch.Tensor  # (targets, features), in the data's units
-    bias: torch.Tensor  # (targets,)
-    loss: float  # the mean squared error of the optimum: the lowest any linear model can reach
-    condition: float  # of the design the model trains on (standardized, if it is)
-    max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
-
-
-class Moments:
+class QRFactor:
     """The R factor of a data set's `[features 1 targets]`: all a linear model's loss on it depends on."""
 
     def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         self.num_features, self.rows, self.numel = features.shape[1], len(features), targets.numel()
         width = self.num_features + 1 + targets.shape[1]
         r = torch.zeros(0, width, dtype=torch.float64, device=features.device)
-        for start in range(0, len(features), CHUNK_ROWS):
-            x, y = features[start:start + CHUNK_ROWS], targets[start:start + CHUNK_ROWS]
+        for start in range(0, len(features), BLOCK_ROWS):
+            x, y = features[start:start + BLOCK_ROWS], targets[start:start + BLOCK_ROWS]
             ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
             r = torch.linalg.qr(torch.cat([r, torch.cat([x.double(), ones, y.double()], dim=1)]), mode="r")[1]
         self.r = r.cpu()
-        # In NumPy: the loss is measured every epoch, and on arrays this small NumPy's per-call
-        # overhead is a quarter of PyTorch's.
+        # NumPy: the loss is measured every epoch, and on arrays this small its per-call cost is a quarter of torch's.
         self._design, self._targets = self.r[:, :self.num_features + 1].numpy(), self.r[:, self.num_features + 1:].numpy()
 
     def loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float:
@@ -55,14 +42,25 @@ class Moments:
         return math.inf if math.isnan(loss) else loss
 
 
-def reference(moments: Moments, feature_mean: torch.Tensor | None = None,
-              feature_std: torch.Tensor | None = None) -> Reference:
-    """The optimum of the data `moments` summarises. With `feature_mean` and `feature_std`
-    (standardization), the condition number and stable learning rate are those of the standardized
-    design the model sees. gelsd (SVD-based) finds the optimum even when features are collinear.
+@dataclass
+class LeastSquares:
+    """The least-squares optimum of a data set (float64, on the CPU), and how hard gradient descent's job is."""
+
+    weights: torch.Tensor  # (targets, features), in the data's units
+    bias: torch.Tensor  # (targets,)
+    loss: float  # the mean squared error of the optimum: the lowest any linear model can reach
+    condition: float  # of the design the model trains on (standardized, if it is)
+    max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
+
+
+def least_squares(qr: QRFactor, feature_mean: torch.Tensor | None = None,
+                  feature_std: torch.Tensor | None = None) -> LeastSquares:
+    """The optimum of the data `qr` factors. With `feature_mean` and `feature_std` (standardization),
+    the condition number and stable learning rate are those of the standardized design the model
+    sees. gelsd (SVD-based) finds the optimum even when features are collinear.
     """
-    p = moments.num_features + 1
-    design, rhs = moments.r[:, :p], moments.r[:, p:]
+    p = qr.num_features + 1
+    design, rhs = qr.r[:, :p], qr.r[:, p:]
     solution = torch.linalg.lstsq(design, rhs, driver="gelsd").solution  # (p, targets)
     if feature_mean is not None:  # [x 1] -> [(x - mean) / std, 1] is [x 1] @ transform
         transform = torch.eye(p, dtype=torch.float64)
@@ -73,6 +71,6 @@ def reference(moments: Moments, feature_mean: torch.Tensor | None = None,
     weights, bias = solution[:-1].T.contiguous(), solution[-1].clone()
     # The loss's Hessian is 2 / numel * D^T D (F.mse_loss averages over every element), and gradient
     # descent converges exactly when lr < 2 / its largest eigenvalue = numel / sigma_max(D)^2.
-    return Reference(weights=weights, bias=bias, loss=moments.loss(weights, bias),
-                     condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
-                     max_stable_lr=moments.numel / singular[0].item() ** 2)
+    return LeastSquares(weights=weights, bias=bias, loss=qr.loss(weights, bias),
+                        condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
+                        max_stable_lr=qr.numel / singular[0].item() ** 2)

@@ -1,10 +1,18 @@
-"""A finished run in words: summary.json and the lines printed at the end."""
+"""A finished run in words: its summary, written as summary.json, and the lines printed at the end."""
 
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    from omegaconf import DictConfig
+
+    from experiments.callbacks import EpochRecorder, StopOnDivergence
+    from experiments.datamodule import RegressionDataModule
+    from experiments.module import RegressionModule
 
 
 SHOWN_TERMS = 8  # weights printed per target; all of them are in summary.json
@@ -13,6 +21,55 @@ SHOWN_TARGETS = 8
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def run_settings(cfg: "DictConfig", choices: dict[str, str], datamodule: "RegressionDataModule") -> dict[str, Any]:
+    """What a run was set to do, as its summary and TensorBoard's HPARAMS tab record it."""
+    return {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
+            "lr": cfg.optim.lr, "batch_size": datamodule.batch_size, "shuffle": datamodule.shuffle,
+            "standardize": datamodule.scaler is not None, "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed,
+            "accelerator": cfg.trainer.accelerator}
+
+
+def run_summary(settings: dict[str, Any], trainer: "pl.Trainer", module: "RegressionModule",
+                datamodule: "RegressionDataModule", recorder: "EpochRecorder", divergence: "StopOnDivergence",
+                seconds: float) -> dict[str, Any]:
+    """Everything summary.json records of a fitted run: how it ended, its loss against the optimum,
+    the weights learned and the optimal ones in the data's units, its size and speed, and `settings`."""
+    import torch
+
+    evaluator = datamodule.evaluator
+    optimum, final_loss, epochs = evaluator.optimum, recorder.losses[-1], len(recorder.losses) - 1
+    weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
+    true_weights = {}
+    if evaluator.true_weights is not None:
+        true_weights = {"true_weights": evaluator.true_weights[0].tolist(), "true_bias": evaluator.true_weights[1].tolist()}
+    status = "interrupted" if trainer.interrupted else "diverged" if divergence.diverged_at_epoch else "ok"
+    return {
+        "status": status,
+        "diverged_at_epoch": divergence.diverged_at_epoch,
+        "final_loss": final_loss,
+        "optimal_loss": optimum.loss,
+        "loss_ratio": evaluator.ratio(final_loss),
+        "max_stable_lr": optimum.max_stable_lr,
+        "val_loss": recorder.val_loss,
+        "weights": weights,
+        "bias": bias,
+        "optimal_weights": optimum.weights.tolist(),
+        "optimal_bias": optimum.bias.tolist(),
+        **true_weights,
+        "feature_names": datamodule.feature_names,
+        "target_names": datamodule.target_names,
+        "rows": datamodule.rows,
+        "epochs": epochs,
+        "steps": module.steps,
+        "seconds": seconds,
+        "train_seconds": recorder.train_seconds,
+        "rows_per_second": datamodule.rows * epochs / recorder.train_seconds if recorder.train_seconds else None,
+        **settings,
+        "device": trainer.strategy.root_device.type,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
@@ -33,7 +90,7 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def format_report(summary: dict[str, Any], run_dir: Path, compact: bool = False) -> str:
+def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False) -> str:
     """A few lines a student can read: how it ended, how close to optimal, what was learned.
     `compact`, for the jobs of a sweep, is one line: the sweep's table follows at the end."""
     if compact:

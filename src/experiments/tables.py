@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from experiments.errors import UserError
+
 # Tutorials 000, 001 and 002: 15 regions. Temperature (F), rainfall (mm), humidity (%)
 # -> crop yields of apples and oranges (tons per hectare).
 CROPS_FEATURES = [
@@ -58,7 +60,7 @@ def _table(features: list, targets: list, names: tuple[list[str], list[str]]) ->
                  list(names[0]), list(names[1]))
 
 
-BUILTIN = {
+BUILTIN_TABLES = {
     "crops": lambda: _table(CROPS_FEATURES, CROPS_TARGETS, CROPS_NAMES),
     "crops5": lambda: _table(CROPS_FEATURES[:5], CROPS_TARGETS[:5], CROPS_NAMES),
     "crops5_tutorial000": lambda: _table(CROPS5_TUTORIAL000_FEATURES, CROPS_TARGETS[:5], CROPS_NAMES),
@@ -66,6 +68,8 @@ BUILTIN = {
 }
 
 
-def builtin(name: str) -> Table:
+def builtin_table(name: str) -> Table:
     """One of the tutorials' tables by name: crops, crops5, crops5_tutorial000 or toy."""
-    return BUILTIN[name]()
+    if name not in BUILTIN_TABLES:
+        raise UserError(f"data.name={name!r} is not a built-in data set; choose one of {sorted(BUILTIN_TABLES)}.")
+    return BUILTIN_TABLES[name]()

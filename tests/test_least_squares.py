@@ -2,56 +2,56 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.datasets import builtin
-from experiments import reference as reference_module
-from experiments.reference import Moments, reference
+from experiments.tables import builtin_table
+from experiments import least_squares as least_squares_module
+from experiments.least_squares import QRFactor, least_squares
 
 
 def test_hand_checkable_line():
-    optimum = reference(Moments(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [2.0]])))
+    optimum = least_squares(QRFactor(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [2.0]])))
     assert torch.allclose(optimum.weights, torch.tensor([[1.0]], dtype=torch.float64))
     assert abs(optimum.bias.item()) < 1e-12 and optimum.loss < 1e-20
 
 
 def test_optimum_matches_the_normal_equations_solved_independently():
-    table = builtin("crops")
+    table = builtin_table("crops")
     x = np.c_[table.features.numpy().astype(np.float64), np.ones(15)]
     y = table.targets.numpy().astype(np.float64)
     solution = np.linalg.solve(x.T @ x, x.T @ y)
-    optimum = reference(Moments(table.features, table.targets))
+    optimum = least_squares(QRFactor(table.features, table.targets))
     assert np.allclose(optimum.weights.numpy(), solution[:-1].T, rtol=1e-6)
     assert np.allclose(optimum.bias.numpy(), solution[-1], rtol=1e-6)
     assert np.isclose(optimum.loss, np.mean((x @ solution - y) ** 2), rtol=1e-9)
     assert np.isclose(optimum.condition, np.linalg.cond(x), rtol=1e-6)
 
 
-def test_chunked_pass_gives_the_one_pass_answer_on_many_rows(monkeypatch):
+def test_blockwise_pass_gives_the_one_pass_answer_on_many_rows(monkeypatch):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1000, 4, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + 5
     y = x @ torch.randn(4, 2, generator=generator, dtype=torch.float64) + torch.randn(1000, 2, generator=generator,
                                                                                       dtype=torch.float64)
-    whole = reference(Moments(x, y))
-    monkeypatch.setattr(reference_module, "CHUNK_ROWS", 64)  # 16 chunks
-    chunked = reference(Moments(x, y))
+    whole = least_squares(QRFactor(x, y))
+    monkeypatch.setattr(least_squares_module, "BLOCK_ROWS", 64)  # 16 blocks
+    blocked = least_squares(QRFactor(x, y))
     design = torch.cat([x, torch.ones(1000, 1, dtype=torch.float64)], 1)
     solution = torch.linalg.lstsq(design, y).solution
-    for optimum in (whole, chunked):
+    for optimum in (whole, blocked):
         assert torch.allclose(optimum.weights, solution[:-1].T, rtol=1e-9)
         assert optimum.loss == pytest.approx(torch.mean((design @ solution - y) ** 2).item(), rel=1e-9)
-        assert optimum.max_stable_lr == pytest.approx(chunked.max_stable_lr, rel=1e-9)
+        assert optimum.max_stable_lr == pytest.approx(blocked.max_stable_lr, rel=1e-9)
 
 
 def test_collinear_features_get_the_minimum_norm_optimum():
     x = torch.tensor([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]])  # the second column is twice the first
-    optimum = reference(Moments(x, 5 * x[:, :1]))
+    optimum = least_squares(QRFactor(x, 5 * x[:, :1]))
     assert optimum.loss < 1e-20 and optimum.condition > 1e12
     assert torch.allclose(optimum.weights, torch.tensor([[1.0, 2.0]], dtype=torch.float64), atol=1e-9)
 
 
 def test_gradient_descent_converges_just_below_the_stable_learning_rate_and_diverges_above():
-    table = builtin("toy")
+    table = builtin_table("toy")
     x, y = table.features.double(), table.targets.double()
-    limit = reference(Moments(table.features, table.targets)).max_stable_lr
+    limit = least_squares(QRFactor(table.features, table.targets)).max_stable_lr
 
     def final_loss(lr):
         w, b = torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
@@ -69,6 +69,6 @@ def test_the_loss_of_any_weights_from_the_moments_is_the_loss_on_the_data(monkey
     generator = torch.Generator().manual_seed(1)
     x, y = torch.randn(500, 3, generator=generator), torch.randn(500, 2, generator=generator)
     weights, bias = torch.randn(2, 3, generator=generator), torch.randn(2, generator=generator)
-    monkeypatch.setattr(reference_module, "CHUNK_ROWS", 128)
+    monkeypatch.setattr(least_squares_module, "BLOCK_ROWS", 128)
     on_the_data = torch.nn.functional.mse_loss(x.double() @ weights.T.double() + bias.double(), y.double()).item()
-    assert Moments(x, y).loss(weights, bias) == pytest.approx(on_the_data, rel=1e-12)
+    assert QRFactor(x, y).loss(weights, bias) == pytest.approx(on_the_data, rel=1e-12)

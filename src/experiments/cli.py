@@ -1,0 +1,99 @@
+"""The command lines of train.py and predict.py: Hydra apps that compose and check the configuration
+first, and import PyTorch and Lightning only once it is sound, so a mistake is answered in a second.
+
+A mistake is one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the traceback).
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra._internal import utils as hydra_internal_utils
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import ValidationError
+
+from experiments.config import CONFIG_DIR, check
+from experiments.errors import UserError
+
+EXPECTED = {"Integer": "a whole number", "Boolean": "true or false", "Float": "a number", "bool": "true or false"}
+
+
+def type_error_line(error: BaseException) -> str | None:
+    """A value of the wrong type for a declared key, in one line that names the key and what it takes;
+    None for any other error."""
+    cause = error.__cause__
+    if not (isinstance(error, ConfigCompositionException) and isinstance(cause, ValidationError)):
+        return None
+    expected = next((words for name, words in EXPECTED.items() if name in cause.msg), None)
+    value = getattr(cause, "value", None)
+    shown = repr(value) if value is not None else cause.msg.split("'")[1] if "'" in cause.msg else "?"
+    if expected is None:
+        return f"{cause.full_key}: {cause.msg}"
+    return f"{cause.full_key} must be {expected}; got {shown}."
+
+
+def _answer_type_errors_in_one_line(run_and_report):
+    """Hydra prints a value of the wrong type as four lines of OmegaConf detail; one line is enough."""
+
+    def run_and_report_in_one_line(func):
+        def explained():
+            try:
+                return func()
+            except ConfigCompositionException as error:
+                line = type_error_line(error)
+                if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"Error: {line}", file=sys.stderr)
+                sys.exit(2)
+
+        return run_and_report(explained)
+
+    return run_and_report_in_one_line
+
+
+hydra_internal_utils.run_and_report = _answer_type_errors_in_one_line(hydra_internal_utils.run_and_report)
+
+
+def exit_with(error: UserError, run_dir: Path | None = None) -> None:
+    """Print a user's mistake in one line, remove the folder it would have written, and exit 2."""
+    if run_dir is not None and run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)  # it holds nothing but Hydra's copy of the config
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def train_main(cfg: DictConfig) -> float:
+    """`python train.py`: one run, or with -m one job of a sweep (see `experiments.sweep`).
+    Returns the number a sweeper such as Optuna minimizes."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        from experiments.sweep import run_sweep_job
+
+        return run_sweep_job(cfg)
+    run_dir = Path(cfg.output_dir)
+    try:
+        check(cfg)
+        from experiments.train import train  # PyTorch and Lightning load here, once the config is sound
+
+        summary = train(cfg)
+    except UserError as error:
+        exit_with(error, run_dir)
+    return summary["final_loss"] if summary["status"] == "ok" else float("inf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def predict_main(cfg: DictConfig) -> None:
+    """`python predict.py run=RUN_FOLDER 'inputs=[[75,63,44]]'`."""
+    try:
+        from experiments.predict import predict
+
+        predict(cfg)
+    except UserError as error:
+        exit_with(error)
