@@ -228,3 +228,12 @@ def test_often_set_keys_work_without_a_plus(make_cfg):
 def test_trains_on_the_gpu(make_cfg):
     summary = train(make_cfg("accelerator=gpu", "trainer.max_epochs=2", "data.shuffle=true", "data.batch_size=5"))
     assert summary["status"] == "ok" and summary["accelerator"] == "gpu"
+
+
+def test_record_checksums_are_tensorboards_own():
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure_python
+
+    from experiments.logger import masked_crc32c
+
+    for data in (b"", b"a", bytes(range(256)) * 3):
+        assert masked_crc32c(data) == pure_python(data)

@@ -41,6 +41,14 @@ class RegressionModule(pl.LightningModule):
         self._bundle_losses: list[torch.Tensor] = []  # this epoch's, one sum a bundle
         self._epoch_steps = 0
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook, about 30 times an epoch, and nn.Module's
+        # search of its parameters and submodules made that a tenth of a small-data epoch.
+        if name in self.__dict__ and not isinstance(value, (torch.Tensor, nn.Module)):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
