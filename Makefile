@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test bench clean
+.PHONY: install train test lint format bench clean
 
 install: $(STAMP)
 
@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml constraints.txt
 train: install
 	$(PYTHON) train.py $(ARGS)
 
-test: install
+# Lint first: a style error fails the tests, so every change keeps the style without anyone asking.
+test: lint
 	$(PYTHON) -m pytest $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrite the code in the house style (what lint checks).
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 # The framework against plain PyTorch loops on this machine (about 5 minutes): bench/results.json.
 bench: install
