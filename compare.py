@@ -1,4 +1,5 @@
 """Compare runs: python compare.py PATH... (run folders, sweep folders or outputs/). See README.md."""
+
 import sys
 
 from experiments.compare import main

@@ -20,12 +20,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import plain  # noqa: E402
-
-from experiments.config import compose_run  # noqa: E402
-from experiments.synthetic import Synthetic  # noqa: E402
-from experiments.tables import builtin_table  # noqa: E402
-from experiments.train import train  # noqa: E402
+import plain
+from experiments.config import compose_run
+from experiments.synthetic import Synthetic
+from experiments.tables import builtin_table
+from experiments.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS = 5
@@ -46,47 +45,73 @@ def run_framework(scratch: Path, *overrides: str) -> dict:
 
 def big_data(scratch: Path, accelerator: str) -> dict:
     """Rows per second through shuffled mini-batch SGD on 2M x 32 -> 4, and the streaming ceiling."""
-    overrides = ["data=synthetic", f"data.n={BIG['n']}", f"data.num_features={BIG['num_features']}",
-                 f"data.num_targets={BIG['num_targets']}", f"data.batch_size={BIG['batch_size']}",
-                 "data.shuffle=true", f"optim.lr={BIG['lr']}", f"trainer.max_epochs={BIG['epochs']}",
-                 f"accelerator={accelerator}"]
+    overrides = [
+        "data=synthetic",
+        f"data.n={BIG['n']}",
+        f"data.num_features={BIG['num_features']}",
+        f"data.num_targets={BIG['num_targets']}",
+        f"data.batch_size={BIG['batch_size']}",
+        "data.shuffle=true",
+        f"optim.lr={BIG['lr']}",
+        f"trainer.max_epochs={BIG['epochs']}",
+        f"accelerator={accelerator}",
+    ]
     framework = [run_framework(scratch, *overrides)["rows_per_second"] for _ in range(REPEATS)]
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     table = Synthetic(BIG["n"], BIG["num_features"], BIG["num_targets"], noise=0.1).on(device, torch.float32)
     rows = BIG["n"] * BIG["epochs"]
-    loop = [rows / plain.big_data_epochs(table.features, table.targets, BIG["batch_size"], BIG["epochs"], BIG["lr"])
-            for _ in range(REPEATS)]
+    loop = [
+        rows / plain.big_data_epochs(table.features, table.targets, BIG["batch_size"], BIG["epochs"], BIG["lr"])
+        for _ in range(REPEATS)
+    ]
     ceiling = [BIG["n"] / plain.streaming_pass(table.features, table.targets) for _ in range(REPEATS)]
     gib_per_s = [r * (BIG["num_features"] + BIG["num_targets"]) * 4 / 2**30 for r in ceiling]
-    return {"unit": "rows/s", "framework": spread(framework), "plain_loop": spread(loop),
-            "streaming_pass": spread(ceiling), "memory_bandwidth_gib_s": spread(gib_per_s),
-            "ratio": statistics.median(framework) / statistics.median(loop), "target": ">= 1.0",
-            "higher_is_better": True}
+    return {
+        "unit": "rows/s",
+        "framework": spread(framework),
+        "plain_loop": spread(loop),
+        "streaming_pass": spread(ceiling),
+        "memory_bandwidth_gib_s": spread(gib_per_s),
+        "ratio": statistics.median(framework) / statistics.median(loop),
+        "target": ">= 1.0",
+        "higher_is_better": True,
+    }
 
 
 def small_data(scratch: Path) -> dict:
     """Seconds per optimizer step on crops, batch 5, shuffled, 100 epochs. A run is a tenth of a
     second, so the two are measured in pairs, one after the other, and the ratio is the median of
     the pairs' ratios: a slow moment of the machine then slows both sides of a pair."""
-    overrides = [f"data.batch_size={SMALL['batch_size']}", "data.shuffle=true", f"optim.lr={SMALL['lr']}",
-                 f"trainer.max_epochs={SMALL['epochs']}"]
+    overrides = [
+        f"data.batch_size={SMALL['batch_size']}",
+        "data.shuffle=true",
+        f"optim.lr={SMALL['lr']}",
+        f"trainer.max_epochs={SMALL['epochs']}",
+    ]
     crops = builtin_table("crops")
     run_framework(scratch, *overrides)  # warm-up, untimed: the first run of each pays one-off costs
     plain.tutorial_loop(crops.features, crops.targets, SMALL["batch_size"], SMALL["epochs"], SMALL["lr"])
     summaries, tutorial = [], []
     for _ in range(SMALL["repeats"]):
         summaries.append(run_framework(scratch, *overrides))
-        seconds, steps = plain.tutorial_loop(crops.features, crops.targets, SMALL["batch_size"], SMALL["epochs"],
-                                             SMALL["lr"])
+        seconds, steps = plain.tutorial_loop(
+            crops.features, crops.targets, SMALL["batch_size"], SMALL["epochs"], SMALL["lr"]
+        )
         tutorial.append(seconds / steps)
     framework = [s["train_seconds"] / s["steps"] for s in summaries]
     fixed = [s["seconds"] - s["train_seconds"] for s in summaries]
     steps_per_epoch = summaries[0]["steps"] / summaries[0]["epochs"]
     floor = [plain.lightning_epoch_floor(SMALL["epochs"]) / steps_per_epoch for _ in range(REPEATS)]
-    return {"unit": "s/step", "framework": spread(framework), "tutorial_loop": spread(tutorial),
-            "lightning_floor": spread(floor), "framework_fixed_seconds_per_run": spread(fixed),
-            "ratio": statistics.median(f / t for f, t in zip(framework, tutorial)), "target": "<= 1.5",
-            "higher_is_better": False}
+    return {
+        "unit": "s/step",
+        "framework": spread(framework),
+        "tutorial_loop": spread(tutorial),
+        "lightning_floor": spread(floor),
+        "framework_fixed_seconds_per_run": spread(fixed),
+        "ratio": statistics.median(f / t for f, t in zip(framework, tutorial)),
+        "target": "<= 1.5",
+        "higher_is_better": False,
+    }
 
 
 def wall_seconds(command: list[str], cwd: Path) -> float:
@@ -100,25 +125,54 @@ def sweep(scratch: Path) -> dict:
     lrs, epochs = ",".join(f"{lr:g}" for lr in plain.SWEEP_LRS), ",".join(map(str, plain.SWEEP_EPOCHS))
     framework, loops = [], []
     for repeat in range(3):
-        framework.append(wall_seconds([sys.executable, str(REPO / "train.py"), "-m", f"optim.lr={lrs}",
-                                       f"trainer.max_epochs={epochs}", f"hydra.sweep.dir={scratch}/sweep{repeat}"],
-                                      cwd=scratch))
+        framework.append(
+            wall_seconds(
+                [
+                    sys.executable,
+                    str(REPO / "train.py"),
+                    "-m",
+                    f"optim.lr={lrs}",
+                    f"trainer.max_epochs={epochs}",
+                    f"hydra.sweep.dir={scratch}/sweep{repeat}",
+                ],
+                cwd=scratch,
+            )
+        )
         loops.append(wall_seconds([sys.executable, str(REPO / "bench" / "plain.py"), "sweep"], cwd=scratch))
-    return {"unit": "s", "framework": spread(framework), "plain_loops": spread(loops),
-            "ratio": statistics.median(framework) / statistics.median(loops), "target": None,
-            "higher_is_better": False}
+    return {
+        "unit": "s",
+        "framework": spread(framework),
+        "plain_loops": spread(loops),
+        "ratio": statistics.median(framework) / statistics.median(loops),
+        "target": None,
+        "higher_is_better": False,
+    }
 
 
 def cold_start(scratch: Path) -> dict:
     """`python train.py trainer.max_epochs=1`, end to end, against importing Lightning alone."""
     framework, imports = [], []
     for repeat in range(REPEATS):
-        framework.append(wall_seconds([sys.executable, str(REPO / "train.py"), "trainer.max_epochs=1",
-                                       f"hydra.run.dir={scratch}/cold{repeat}"], cwd=scratch))
+        framework.append(
+            wall_seconds(
+                [
+                    sys.executable,
+                    str(REPO / "train.py"),
+                    "trainer.max_epochs=1",
+                    f"hydra.run.dir={scratch}/cold{repeat}",
+                ],
+                cwd=scratch,
+            )
+        )
         imports.append(wall_seconds([sys.executable, "-c", "import lightning.pytorch"], cwd=scratch))
-    return {"unit": "s", "framework": spread(framework), "import_lightning": spread(imports),
-            "ratio": statistics.median(framework) / statistics.median(imports), "target": "<= 1.3",
-            "higher_is_better": False}
+    return {
+        "unit": "s",
+        "framework": spread(framework),
+        "import_lightning": spread(imports),
+        "ratio": statistics.median(framework) / statistics.median(imports),
+        "target": "<= 1.3",
+        "higher_is_better": False,
+    }
 
 
 def _figure(value: float, unit: str) -> str:
@@ -133,11 +187,19 @@ def table(results: dict) -> str:
     lines = ["| benchmark | ratio | target | framework | baseline |", "|---|---|---|---|---|"]
     for name, result in results["benchmarks"].items():
         unit = result["unit"]
-        baselines = [key for key in result if isinstance(result[key], dict) and key != "framework"
-                     and "median" in result[key] and not key.startswith(("framework_", "memory_", "lightning_"))]
+        baselines = [
+            key
+            for key in result
+            if isinstance(result[key], dict)
+            and key != "framework"
+            and "median" in result[key]
+            and not key.startswith(("framework_", "memory_", "lightning_"))
+        ]
         shown = "; ".join(f"{key.replace('_', ' ')} {_figure(result[key]['median'], unit)}" for key in baselines)
-        lines.append(f"| {name} | {result['ratio']:.2f}x | {result['target'] or '-'} | "
-                     f"{_figure(result['framework']['median'], unit)} | {shown} |")
+        lines.append(
+            f"| {name} | {result['ratio']:.2f}x | {result['target'] or '-'} | "
+            f"{_figure(result['framework']['median'], unit)} | {shown} |"
+        )
     return "\n".join(lines)
 
 
@@ -145,8 +207,12 @@ def main() -> None:
     benchmarks = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        steps = [("big data, CPU", lambda: big_data(scratch, "cpu")), ("small data", lambda: small_data(scratch)),
-                 ("sweep, 9 jobs", lambda: sweep(scratch)), ("cold start", lambda: cold_start(scratch))]
+        steps = [
+            ("big data, CPU", lambda: big_data(scratch, "cpu")),
+            ("small data", lambda: small_data(scratch)),
+            ("sweep, 9 jobs", lambda: sweep(scratch)),
+            ("cold start", lambda: cold_start(scratch)),
+        ]
         if torch.cuda.is_available():
             steps.insert(1, ("big data, GPU", lambda: big_data(scratch, "gpu")))
         else:
@@ -154,20 +220,31 @@ def main() -> None:
         for name, measure in steps:
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             benchmarks[name] = measure()
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                           "torch": torch.__version__, "python": platform.python_version()},
-               "repeats": REPEATS, "benchmarks": benchmarks}
+    results = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "repeats": REPEATS,
+        "benchmarks": benchmarks,
+    }
     (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     small = benchmarks["small data"]
-    print(f"small data: of the framework's {small['framework']['median'] * 1e6:.0f} µs per step, Lightning's own "
-          f"epoch loop (fit with a training_step that does nothing) takes {small['lightning_floor']['median'] * 1e6:.0f}"
-          f" µs; a run's fixed cost (set-up, fit picture, checkpoint) is "
-          f"{small['framework_fixed_seconds_per_run']['median']:.2f} s more.")
-    print("ratio: framework / baseline for times, framework / plain loop for rows/s; medians (small data: the "
-          "median of paired runs' ratios). "
-          "Written to bench/results.json.")
+    print(
+        f"small data: of the framework's {small['framework']['median'] * 1e6:.0f} µs per step, Lightning's own "
+        f"epoch loop (fit with a training_step that does nothing) takes {small['lightning_floor']['median'] * 1e6:.0f}"
+        f" µs; a run's fixed cost (set-up, fit picture, checkpoint) is "
+        f"{small['framework_fixed_seconds_per_run']['median']:.2f} s more."
+    )
+    print(
+        "ratio: framework / baseline for times, framework / plain loop for rows/s; medians (small data: the "
+        "median of paired runs' ratios). "
+        "Written to bench/results.json."
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def big_data_epochs(features: torch.Tensor, targets: torch.Tensor, batch_size: int, epochs: int, lr: float,
-                    seed: int = 0) -> float:
+def big_data_epochs(
+    features: torch.Tensor, targets: torch.Tensor, batch_size: int, epochs: int, lr: float, seed: int = 0
+) -> float:
     """Seconds for `epochs` epochs of shuffled mini-batch SGD done well: a seeded randperm per epoch
     gathers the rows into a reused buffer, then slices of it go through forward, backward and step."""
     device = features.device
@@ -34,7 +35,7 @@ def big_data_epochs(features: torch.Tensor, targets: torch.Tensor, batch_size: i
         torch.index_select(features, 0, order, out=shuffled_x)
         torch.index_select(targets, 0, order, out=shuffled_y)
         for start in range(0, len(features), batch_size):
-            loss = F.mse_loss(model(shuffled_x[start:start + batch_size]), shuffled_y[start:start + batch_size])
+            loss = F.mse_loss(model(shuffled_x[start : start + batch_size]), shuffled_y[start : start + batch_size])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -52,8 +53,9 @@ def streaming_pass(features: torch.Tensor, targets: torch.Tensor) -> float:
     return time.perf_counter() - started
 
 
-def tutorial_loop(features: torch.Tensor, targets: torch.Tensor, batch_size: int, epochs: int,
-                  lr: float) -> tuple[float, int]:
+def tutorial_loop(
+    features: torch.Tensor, targets: torch.Tensor, batch_size: int, epochs: int, lr: float
+) -> tuple[float, int]:
     """Seconds and optimizer steps of tutorial 002's loop: DataLoader(TensorDataset), nn.Linear,
     F.mse_loss, SGD."""
     loader = DataLoader(TensorDataset(features, targets), batch_size=batch_size, shuffle=True)
@@ -103,8 +105,15 @@ def lightning_epoch_floor(epochs: int) -> float:
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
     started = time.perf_counter()
     trainer.fit(Idle(), train_dataloaders=[[0]])
     return (time.perf_counter() - started) / epochs

@@ -22,8 +22,9 @@ def read_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
 
 def run_cli(*args: str, cwd: Path, script: str = "train.py") -> subprocess.CompletedProcess:
     """Run one of the repository's commands as a user would, from `cwd`."""
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def interrupt_training(*args: str, cwd: Path, started: str) -> tuple[int, str]:
@@ -33,9 +34,14 @@ def interrupt_training(*args: str, cwd: Path, started: str) -> tuple[int, str]:
     signal timing on a loaded machine is told apart from a shutdown that really hangs."""
     for _ in range(2):
         shutil.rmtree(cwd / "outputs", ignore_errors=True)  # a fresh start for the second try
-        process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 120
         while not list(cwd.glob(started)) and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)

@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
-import bench  # noqa: E402
+import bench
 
 
 @pytest.fixture
@@ -27,4 +27,3 @@ def test_big_and_small_data_are_measured_against_their_plain_loops(tiny_sizes, t
         assert 0 < result["ratio"] < math.inf
     table = bench.table({"benchmarks": results})
     assert "| big data, CPU |" in table and "plain loop" in table and "tutorial loop" in table
-

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli
 from experiments.csv_table import read_csv
 from experiments.errors import UserError
 from experiments.train import train
+from helpers import run_cli
 
 GOOD = "temp,rainfall,humidity,apples\n73,67,43,56\n91,88,64,81\n87,134,58,119\n102,43,37,22\n69,96,70,103\n"
 
@@ -27,22 +27,25 @@ def test_columns_are_chosen_by_name(tmp_path):
     assert chosen.feature_names == ["humidity", "temp"] and chosen.features[0].tolist() == [43, 73]
 
 
-@pytest.mark.parametrize("text,message", [
-    ("", "is empty"),
-    ("temp,apples\n", "has a header but no data rows"),
-    ("temp,apples\n73,56\n91,abc\n", "line 3, column 'apples': 'abc' is not a number"),
-    ("temp,apples\n73,56\n,81\n", "line 3, column 'temp': the cell is empty"),
-    ("temp,apples\n73,nan\n", "line 2, column 'apples': 'nan' is not a finite number"),
-    ("temp,apples\n73,inf\n", "'inf' is not a finite number"),
-    ("temp,apples\n1e39,56\n", "line 2, column 'temp': 1e39 is too large for float32"),
-    ("temp,apples\n73,56,1\n91,81\n", "line 2: 3 fields, but the header has 2"),
-    ("temp,apples\n73\n", "line 2: 1 fields, but the header has 2"),
-    ("temp,apples\n73,56,\n91,81,\n", "every data line ends with a ','"),
-    ("temp,apples,\n73,56,\n91,81,\n", "every line ends with a ','"),
-    ("temp;apples\n73;56\n", "looks separated by ';'"),
-    ("temp\tapples\n73\t56\n", "looks separated by '\\\\t'"),
-    ("temp,temp,apples\n1,2,3\n", "names column 'temp' twice"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "is empty"),
+        ("temp,apples\n", "has a header but no data rows"),
+        ("temp,apples\n73,56\n91,abc\n", "line 3, column 'apples': 'abc' is not a number"),
+        ("temp,apples\n73,56\n,81\n", "line 3, column 'temp': the cell is empty"),
+        ("temp,apples\n73,nan\n", "line 2, column 'apples': 'nan' is not a finite number"),
+        ("temp,apples\n73,inf\n", "'inf' is not a finite number"),
+        ("temp,apples\n1e39,56\n", "line 2, column 'temp': 1e39 is too large for float32"),
+        ("temp,apples\n73,56,1\n91,81\n", "line 2: 3 fields, but the header has 2"),
+        ("temp,apples\n73\n", "line 2: 1 fields, but the header has 2"),
+        ("temp,apples\n73,56,\n91,81,\n", "every data line ends with a ','"),
+        ("temp,apples,\n73,56,\n91,81,\n", "every line ends with a ','"),
+        ("temp;apples\n73;56\n", "looks separated by ';'"),
+        ("temp\tapples\n73\t56\n", "looks separated by '\\\\t'"),
+        ("temp,temp,apples\n1,2,3\n", "names column 'temp' twice"),
+    ],
+)
 def test_bad_files_are_refused_with_the_place_and_the_value(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(UserError, match=message) as error:
@@ -52,7 +55,7 @@ def test_bad_files_are_refused_with_the_place_and_the_value(tmp_path, text, mess
 
 def test_not_utf8_missing_and_directory(tmp_path):
     with pytest.raises(UserError, match=r"is not UTF-8 text \(byte 0xe9"):
-        read_csv(write(tmp_path, "temp,apples\n73,56\n".encode() + b"caf\xe9,1\n"), targets=["apples"])
+        read_csv(write(tmp_path, b"temp,apples\n73,56\n" + b"caf\xe9,1\n"), targets=["apples"])
     with pytest.raises(UserError, match=f"there is no file {tmp_path / 'nope.csv'}"):
         read_csv(tmp_path / "nope.csv", targets=["apples"])
     with pytest.raises(UserError, match="is a directory"):
@@ -72,8 +75,9 @@ def test_unknown_and_doubled_columns(tmp_path):
 def test_column_names_as_typed_on_the_command_line(make_cfg, tmp_path, monkeypatch):
     write(tmp_path, "x,2020,y\n1,2,3\n2,3,5\n3,5,7\n", "years.csv")
     monkeypatch.chdir(tmp_path)
-    summary = train(make_cfg("data=csv", "data.path=years.csv", "data.targets=y", "data.features=[2020]",
-                             "trainer.max_epochs=1"))
+    summary = train(
+        make_cfg("data=csv", "data.path=years.csv", "data.targets=y", "data.features=[2020]", "trainer.max_epochs=1")
+    )
     assert (summary["feature_names"], summary["target_names"]) == (["2020"], ["y"])
 
 
@@ -92,15 +96,23 @@ def test_a_bad_csv_stops_the_command_with_one_line_and_writes_nothing(tmp_path):
     write(tmp_path, "temp,apples\n73,56\n91,lots\n", "bad.csv")
     result = run_cli("data=csv", "data.path=bad.csv", "data.targets=[apples]", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"Error: {tmp_path / 'bad.csv'}, line 3, column 'apples': "
-                                     f"'lots' is not a number.")
+    assert result.stderr.strip() == (f"Error: {tmp_path / 'bad.csv'}, line 3, column 'apples': 'lots' is not a number.")
     assert list(tmp_path.glob("outputs/runs/*")) == []
     missing = run_cli("data=csv", "data.targets=[apples]", cwd=tmp_path)
     assert missing.returncode == 2 and "data.path must be given" in missing.stderr
 
 
-@pytest.mark.parametrize("text", ["", "temp,apples\n", "temp,apples\n73,x\n", "temp;apples\n1;2\n",
-                                  "temp,apples\n73,56,\n91,81,\n", b"temp,apples\n\xff,1\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "temp,apples\n",
+        "temp,apples\n73,x\n",
+        "temp;apples\n1;2\n",
+        "temp,apples\n73,56,\n91,81,\n",
+        b"temp,apples\n\xff,1\n",
+    ],
+)
 def test_a_bad_file_stops_training_before_anything_is_written(make_cfg, tmp_path, monkeypatch, text):
     write(tmp_path, text, "bad.csv")
     monkeypatch.chdir(tmp_path)

@@ -32,7 +32,9 @@ def _epoch(batches):
 def test_batches_serve_every_row_once_per_epoch_in_slices():
     x = torch.arange(10.0).reshape(10, 1)
     y = 2 * x
-    batches = EpochBatches(torch.cat([x, y], 1), 1, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    batches = EpochBatches(
+        torch.cat([x, y], 1), 1, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     assert batches.steps_per_epoch == 4 and len(batches) == 1  # one bundle of four mini-batches
     xs, ys, sizes = _epoch(batches)
     assert sizes == [3, 3, 3, 1]
@@ -44,8 +46,9 @@ def test_shuffling_is_new_each_epoch_and_seeded():
     x = torch.arange(50.0).reshape(50, 1)
 
     def two_epochs(seed):
-        batches = EpochBatches(torch.cat([x, x], 1), 1, batch_size=50, shuffle=True,
-                          generator=torch.Generator().manual_seed(seed))
+        batches = EpochBatches(
+            torch.cat([x, x], 1), 1, batch_size=50, shuffle=True, generator=torch.Generator().manual_seed(seed)
+        )
         return _epoch(batches)[0], _epoch(batches)[0]
 
     first, second = two_epochs(1)
@@ -56,8 +59,9 @@ def test_shuffling_is_new_each_epoch_and_seeded():
 
 def test_bundles_hold_up_to_steps_per_bundle_mini_batches():
     x = torch.arange(10.0).reshape(10, 1)
-    batches = EpochBatches(torch.cat([x, x], 1), 1, batch_size=2, shuffle=False, generator=torch.Generator(),
-                      steps_per_bundle=2)
+    batches = EpochBatches(
+        torch.cat([x, x], 1), 1, batch_size=2, shuffle=False, generator=torch.Generator(), steps_per_bundle=2
+    )
     bundles = [[b.tolist() for b, _ in bundle] for bundle in batches]
     assert len(batches) == 3 and [len(bundle) for bundle in bundles] == [2, 2, 1]
     assert sum(bundles, []) == [[[0.0], [1.0]], [[2.0], [3.0]], [[4.0], [5.0]], [[6.0], [7.0]], [[8.0], [9.0]]]
@@ -74,7 +78,7 @@ def test_unshuffled_full_batch_is_the_data_itself():
     data = RegressionDataModule.from_builtin("crops")
     data.setup("fit")
     (bundle,) = list(data.train_dataloader())
-    (x, y), = list(bundle)
+    ((x, y),) = list(bundle)
     crops = builtin_table("crops")
     assert torch.equal(x, crops.features) and torch.equal(y, crops.targets)
     assert x.data_ptr() == data.train_rows.data_ptr()  # a view, not a copy

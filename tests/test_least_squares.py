@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.tables import builtin_table
 from experiments import least_squares as least_squares_module
 from experiments.least_squares import QRFactor, least_squares
+from experiments.tables import builtin_table
 
 
 def test_hand_checkable_line():
@@ -28,8 +28,9 @@ def test_optimum_matches_the_normal_equations_solved_independently():
 def test_blockwise_pass_gives_the_one_pass_answer_on_many_rows(monkeypatch):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1000, 4, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + 5
-    y = x @ torch.randn(4, 2, generator=generator, dtype=torch.float64) + torch.randn(1000, 2, generator=generator,
-                                                                                      dtype=torch.float64)
+    y = x @ torch.randn(4, 2, generator=generator, dtype=torch.float64) + torch.randn(
+        1000, 2, generator=generator, dtype=torch.float64
+    )
     whole = least_squares(QRFactor(x, y))
     monkeypatch.setattr(least_squares_module, "BLOCK_ROWS", 64)  # 16 blocks
     blocked = least_squares(QRFactor(x, y))

@@ -2,8 +2,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.tables import builtin_table
 from experiments.models import ScratchLinear
+from experiments.tables import builtin_table
 
 
 def test_scratch_model_equals_nn_linear_given_the_same_weights():

@@ -22,8 +22,18 @@ NEW_REGION = [75.0, 63.0, 44.0]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    train(compose_run(["accelerator=cpu", "optim=lbfgs", "data.standardize=true", "trainer.precision=64",
-                       "trainer.max_epochs=20"], folder))
+    train(
+        compose_run(
+            [
+                "accelerator=cpu",
+                "optim=lbfgs",
+                "data.standardize=true",
+                "trainer.precision=64",
+                "trainer.max_epochs=20",
+            ],
+            folder,
+        )
+    )
     return folder
 
 
@@ -62,14 +72,17 @@ def test_inputs_from_a_csv_by_column_name_and_to_a_csv(run_dir, tmp_path):
     assert float(rows[0]["apples"]) == pytest.approx(53.8, abs=0.05)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["inputs=[[75,63]]"], r"each row needs 3 numbers \(temp, rainfall, humidity\)"),
-    (["inputs=[[75,63,x]]"], "not a number"),
-    ([], "give the inputs either as inputs"),
-    (["inputs=75"], "each row needs 3 numbers"),
-    (["inputs=[[1e39,2,3]]"], "too large for float32"),
-    (["inputs=[[1,2,3]]", "output=/nonexistent/dir/p.csv"], "cannot write output="),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["inputs=[[75,63]]"], r"each row needs 3 numbers \(temp, rainfall, humidity\)"),
+        (["inputs=[[75,63,x]]"], "not a number"),
+        ([], "give the inputs either as inputs"),
+        (["inputs=75"], "each row needs 3 numbers"),
+        (["inputs=[[1e39,2,3]]"], "too large for float32"),
+        (["inputs=[[1,2,3]]", "output=/nonexistent/dir/p.csv"], "cannot write output="),
+    ],
+)
 def test_bad_inputs(run_dir, args, message):
     with pytest.raises(UserError, match=message):
         predict(predict_config(f"run={run_dir}", *args))
@@ -98,7 +111,8 @@ def test_a_run_folder_is_read_as_data_and_nothing_it_names_runs(run_dir, tmp_pat
     (planted / ".hydra").mkdir(exist_ok=True)
     (planted / ".hydra" / "config.yaml").write_text(  # if instantiated, this truncates the victim
         f"model:\n  _target_: builtins.open\n  file: {victim}\n  mode: w\n"
-        f"data:\n  _target_: torch.load\n  f: {victim}\n  weights_only: false\n")
+        f"data:\n  _target_: torch.load\n  f: {victim}\n  weights_only: false\n"
+    )
     predict(predict_config(f"run={planted}", f"inputs=[{NEW_REGION}]"))
     assert victim.read_text() == "precious"
     assert "53.79" in capsys.readouterr().out
@@ -116,7 +130,8 @@ def test_the_command_answers_help_and_mistakes_in_one_line(run_dir, tmp_path):
     assert help_text.returncode == 0 and "python predict.py run=RUN_FOLDER" in help_text.stdout
     bad = run_cli(f"run={run_dir}", "inputs=[[75,63]]", cwd=tmp_path, script="predict.py")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "Error: inputs: each row needs 3 numbers (temp, rainfall, humidity); row 1 is [75, 63]."]
+        "Error: inputs: each row needs 3 numbers (temp, rainfall, humidity); row 1 is [75, 63]."
+    ]
     unknown = run_cli(f"run={run_dir}", "inputs=[[1,2,3]]", "colour=red", cwd=tmp_path, script="predict.py")
     assert unknown.returncode != 0 and "Could not override 'colour'" in unknown.stderr
     good = run_cli(f"run={run_dir}", "inputs=[[75,63,44]]", cwd=tmp_path, script="predict.py")

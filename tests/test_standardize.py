@@ -1,14 +1,13 @@
 """Training to the optimum: standardization, Adam and LBFGS, float64, held-out rows."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import read_scalars
 from experiments.least_squares import QRFactor, least_squares
 from experiments.train import train
+from helpers import read_scalars
 
 
 def test_standardized_crops_reach_the_optimum_with_one_learning_rate(make_cfg):
@@ -23,13 +22,25 @@ def test_lbfgs_in_float64_matches_lstsq_to_six_digits(make_cfg, tmp_path, monkey
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(40, 3, generator=generator, dtype=torch.float64) * torch.tensor([1.0, 10.0, 100.0]) + 50
     true_w = torch.tensor([[2.0, -0.5, 0.03], [1.0, 0.2, -0.01]], dtype=torch.float64)
-    y = x @ true_w.T + torch.tensor([3.0, -1.0], dtype=torch.float64) + 0.1 * torch.randn(40, 2, generator=generator,
-                                                                                          dtype=torch.float64)
+    y = (
+        x @ true_w.T
+        + torch.tensor([3.0, -1.0], dtype=torch.float64)
+        + 0.1 * torch.randn(40, 2, generator=generator, dtype=torch.float64)
+    )
     lines = ["a,b,c,u,v"] + [",".join(f"{v:.10g}" for v in row) for row in torch.cat([x, y], 1).tolist()]
     (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
     monkeypatch.chdir(tmp_path)
-    summary = train(make_cfg("data=csv", "data.path=table.csv", "data.targets=[u,v]", "data.standardize=true",
-                             "optim=lbfgs", "trainer.precision=64", "trainer.max_epochs=20"))
+    summary = train(
+        make_cfg(
+            "data=csv",
+            "data.path=table.csv",
+            "data.targets=[u,v]",
+            "data.standardize=true",
+            "optim=lbfgs",
+            "trainer.precision=64",
+            "trainer.max_epochs=20",
+        )
+    )
     table_x = torch.tensor([[float(v) for v in line.split(",")[:3]] for line in lines[1:]], dtype=torch.float64)
     table_y = torch.tensor([[float(v) for v in line.split(",")[3:]] for line in lines[1:]], dtype=torch.float64)
     design = torch.cat([table_x, torch.ones(40, 1, dtype=torch.float64)], 1)
@@ -52,6 +63,7 @@ def test_held_out_rows_are_measured_apart(make_cfg):
     assert summary["val_loss"] == pytest.approx(scalars["val/loss"][-1][1])
     # The optimum and the final loss are those of the 12 training rows, not all 15.
     from experiments.tables import builtin_table
+
     crops = builtin_table("crops")
     assert summary["optimal_loss"] != pytest.approx(least_squares(QRFactor(crops.features, crops.targets)).loss)
     assert summary["steps"] == 50
@@ -81,8 +93,17 @@ def test_lbfgs_in_float64_gets_close_on_badly_conditioned_data(make_cfg, tmp_pat
     rows = "\n".join(f"{u:.17g},{v:.17g},{w:.17g}" for u, v, w in zip(a.tolist(), b.tolist(), y.tolist()))
     (tmp_path / "collinear.csv").write_text("a,b,y\n" + rows + "\n")
     monkeypatch.chdir(tmp_path)
-    summary = train(make_cfg("data=csv", "data.path=collinear.csv", "data.targets=[y]", "data.standardize=true",
-                             "optim=lbfgs", "trainer.precision=64", "trainer.max_epochs=50"))
+    summary = train(
+        make_cfg(
+            "data=csv",
+            "data.path=collinear.csv",
+            "data.targets=[y]",
+            "data.standardize=true",
+            "optim=lbfgs",
+            "trainer.precision=64",
+            "trainer.max_epochs=50",
+        )
+    )
     assert "badly conditioned" in capsys.readouterr().err
     assert summary["loss_ratio"] < 1.0001
 

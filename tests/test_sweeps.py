@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import interrupt_training, read_scalars, run_cli
+from helpers import interrupt_training, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +65,21 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep_dir),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(sweep_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def get(path, body=None):
@@ -91,16 +103,24 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
         assert sorted(runs) == sorted(trained) and len(runs) == 2  # the failed job never trained
         tags = get("/data/plugin/scalars/tags")
         for run in runs:
-            assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss",
-                    "weights/apples/temp"} <= set(tags[run])
+            assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss", "weights/apples/temp"} <= set(
+                tags[run]
+            )
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
         assert {"data", "model", "optim", "lr", "batch_size", "max_epochs", "seed"} <= {
-            h["name"] for h in experiment["hparamInfos"]}
+            h["name"] for h in experiment["hparamInfos"]
+        }
         assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {"final/loss", "final/loss_ratio"}
-        groups = get("/data/plugin/hparams/session_groups", {
-            "experimentName": "", "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_FAILURE",
-                                                      "STATUS_RUNNING"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100})["sessionGroups"]
+        groups = get(
+            "/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_FAILURE", "STATUS_RUNNING"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 100,
+            },
+        )["sessionGroups"]
         by_run = {g["name"]: g for g in groups}
         assert set(by_run) == set(runs)
         (ok_run,) = [run for run in runs if "optim.lr=1e-05" in run]
@@ -117,8 +137,7 @@ def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):
     _, sweep_dir = mixed_sweep
     assert run_cli("optim.lr=1e-4", "trainer.max_epochs=50", cwd=tmp_path).returncode == 0
     out = tmp_path / "report"
-    result = run_cli(str(sweep_dir), str(tmp_path / "outputs"), "--out", str(out), cwd=tmp_path,
-                     script="compare.py")
+    result = run_cli(str(sweep_dir), str(tmp_path / "outputs"), "--out", str(out), cwd=tmp_path, script="compare.py")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert len(rows) == 5
@@ -131,6 +150,7 @@ def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):
 def test_compare_reports_jobs_that_left_no_or_a_broken_summary(mixed_sweep, tmp_path):
     _, sweep_dir = mixed_sweep
     import shutil
+
     copy = tmp_path / "sweep"
     shutil.copytree(sweep_dir, copy)
     ok_job, diverged_job = sorted(p for p in copy.iterdir() if list(p.glob("events.out.tfevents.*")))
@@ -153,19 +173,28 @@ def test_compare_explains_an_empty_or_missing_path(tmp_path):
 def test_each_job_is_seeded_at_its_start_in_its_own_folder(tmp_path):
     # Two jobs with the same overrides: each gets its own folder, and the second, seeded afresh,
     # does not continue the first one's random numbers, so both learn exactly the same.
-    result = run_cli("-m", "optim.lr=1e-5,1e-5", "data.shuffle=True", "data.batch_size=5", "trainer.max_epochs=2",
-                     cwd=tmp_path)
+    result = run_cli(
+        "-m", "optim.lr=1e-5,1e-5", "data.shuffle=True", "data.batch_size=5", "trainer.max_epochs=2", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     jobs = sorted(p for p in _sweep_dir(tmp_path).iterdir() if p.is_dir())
-    assert [job.name for job in jobs] == ["0_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2",
-                                          "1_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2"]
+    assert [job.name for job in jobs] == [
+        "0_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2",
+        "1_data.batch_size=5,data.shuffle=True,optim.lr=1e-05,trainer.max_epochs=2",
+    ]
     first, second = (json.loads((job / "summary.json").read_text()) for job in jobs)
     assert first["weights"] == second["weights"]
 
 
 def test_joblib_runs_jobs_in_parallel_with_limited_threads(tmp_path):
-    result = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-6,1e-5",
-                     "trainer.max_epochs=2", cwd=tmp_path)
+    result = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "optim.lr=1e-6,1e-5",
+        "trainer.max_epochs=2",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     summaries = [json.loads(p.read_text()) for p in _sweep_dir(tmp_path).glob("*/summary.json")]
     assert [s["status"] for s in summaries] == ["ok", "ok"]
@@ -174,8 +203,7 @@ def test_joblib_runs_jobs_in_parallel_with_limited_threads(tmp_path):
 
 
 def test_submitit_local_runs_every_job(tmp_path):
-    result = run_cli("-m", "hydra/launcher=submitit_local", "optim.lr=1e-6,1e-5", "trainer.max_epochs=2",
-                     cwd=tmp_path)
+    result = run_cli("-m", "hydra/launcher=submitit_local", "optim.lr=1e-6,1e-5", "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {row["status"] for row in _rows(_sweep_dir(tmp_path)).values()} == {"ok"}
     assert len(_rows(_sweep_dir(tmp_path))) == 2
@@ -199,17 +227,17 @@ def test_the_tutorials_exercise_sweep_runs_nine_jobs(tmp_path):
     rows = _rows(_sweep_dir(tmp_path))
     assert len(rows) == 9
     assert {(float(r["lr"]), int(r["epochs"])) for r in rows.values()} == {
-        (lr, epochs) for lr in (1e-6, 1e-5, 1e-4) for epochs in (50, 100, 200)}
+        (lr, epochs) for lr in (1e-6, 1e-5, 1e-4) for epochs in (50, 100, 200)
+    }
 
 
 def test_ddp_is_refused_inside_a_multirun(make_cfg):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import read_write
 
     from experiments.errors import UserError
     from experiments.train import train
-
-    from omegaconf import read_write
 
     cfg = make_cfg("+trainer.strategy=ddp")
     with read_write(cfg.hydra):
@@ -227,8 +255,13 @@ def test_a_reused_sweep_folder_summarizes_only_the_new_jobs(tmp_path):
 
 
 def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
-    returncode, output = interrupt_training("-m", "optim.lr=1e-5,1e-6", "trainer.max_epochs=10000000", cwd=tmp_path,
-                                            started="outputs/multirun/*/*/events.out.tfevents.*")
+    returncode, output = interrupt_training(
+        "-m",
+        "optim.lr=1e-5,1e-6",
+        "trainer.max_epochs=10000000",
+        cwd=tmp_path,
+        started="outputs/multirun/*/*/events.out.tfevents.*",
+    )
     assert returncode == 130, output
     (row,) = _rows(_sweep_dir(tmp_path)).values()
     assert row["status"] == "interrupted" and int(row["epochs"]) > 0

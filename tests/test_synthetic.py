@@ -4,7 +4,6 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from helpers import read_scalars
 from experiments import datamodule as datamodule_module
 from experiments import synthetic as synthetic_module
 from experiments.cli import type_error_line
@@ -12,6 +11,7 @@ from experiments.errors import UserError
 from experiments.least_squares import QRFactor, least_squares
 from experiments.synthetic import Synthetic
 from experiments.train import train
+from helpers import read_scalars
 
 
 def test_rows_come_from_the_seed_and_the_true_weights(monkeypatch):
@@ -22,8 +22,9 @@ def test_rows_come_from_the_seed_and_the_true_weights(monkeypatch):
     assert table.features.shape == (1000, 3) and table.targets.shape == (1000, 2)
     assert torch.allclose(table.targets.double(), table.features.double() @ weights.T + bias, atol=1e-5)
     assert torch.equal(table.features, recipe.on(torch.device("cpu"), torch.float32).features)
-    assert not torch.equal(table.features, Synthetic(1000, 3, 2, 0.0, seed=2).on(torch.device("cpu"),
-                                                                                   torch.float32).features)
+    assert not torch.equal(
+        table.features, Synthetic(1000, 3, 2, 0.0, seed=2).on(torch.device("cpu"), torch.float32).features
+    )
     # The same rows in float64, not other ones.
     assert torch.equal(recipe.on(torch.device("cpu"), torch.float64).features, table.features.double())
 
@@ -37,11 +38,14 @@ def test_least_squares_recovers_the_true_weights_and_the_noise_level():
     assert optimum.loss == pytest.approx(0.25, rel=0.05)  # noise^2
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.n=0", "data.n must be a whole number of at least 1"),
-    ("data.num_targets=0", "data.num_targets must be a whole number of at least 1"),
-    ("data.noise=-1", "data.noise must be a number of at least 0"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.n=0", "data.n must be a whole number of at least 1"),
+        ("data.num_targets=0", "data.num_targets must be a whole number of at least 1"),
+        ("data.noise=-1", "data.noise must be a number of at least 0"),
+    ],
+)
 def test_bad_sizes_are_refused(make_cfg, override, message):
     with pytest.raises(UserError, match=message):
         train(make_cfg("data=synthetic", override))
@@ -60,8 +64,14 @@ def test_a_table_too_big_for_memory_is_refused_before_it_is_made(make_cfg, monke
 
 
 def test_training_on_it_approaches_the_true_weights_which_are_logged(make_cfg):
-    cfg = make_cfg("data=synthetic", "data.n=2000", "data.num_features=3", "data.num_targets=2", "optim.lr=0.1",
-                   "trainer.max_epochs=5")
+    cfg = make_cfg(
+        "data=synthetic",
+        "data.n=2000",
+        "data.num_features=3",
+        "data.num_targets=2",
+        "optim.lr=0.1",
+        "trainer.max_epochs=5",
+    )
     summary = train(cfg)
     assert summary["status"] == "ok" and summary["loss_ratio"] < 1.1
     assert summary["rows"] == 2000 and summary["steps"] == 5 * 8 and summary["rows_per_second"] > 0

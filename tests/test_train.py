@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from helpers import read_scalars
 from hydra.errors import ConfigCompositionException
 
 from experiments.cli import type_error_line
 from experiments.errors import UserError
 from experiments.train import train
+from helpers import read_scalars
 
-ALL_COMBINATIONS = [(data, model, optim) for data in ("crops", "crops5", "crops5_tutorial000", "toy")
-                    for model in ("linear", "scratch") for optim in ("sgd", "gd")]
+ALL_COMBINATIONS = [
+    (data, model, optim)
+    for data in ("crops", "crops5", "crops5_tutorial000", "toy")
+    for model in ("linear", "scratch")
+    for optim in ("sgd", "gd")
+]
 
 
 @pytest.mark.parametrize("data,model,optim", ALL_COMBINATIONS)
@@ -32,9 +35,26 @@ def test_summary_holds_the_result_in_the_datas_units(make_cfg):
     summary = train(cfg)
     saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
     assert saved == summary  # JSON keeps every float exactly
-    for key in ("status", "final_loss", "optimal_loss", "loss_ratio", "weights", "bias", "feature_names",
-                "target_names", "epochs", "steps", "seconds", "data", "model", "optim", "lr", "batch_size",
-                "max_epochs", "seed"):
+    for key in (
+        "status",
+        "final_loss",
+        "optimal_loss",
+        "loss_ratio",
+        "weights",
+        "bias",
+        "feature_names",
+        "target_names",
+        "epochs",
+        "steps",
+        "seconds",
+        "data",
+        "model",
+        "optim",
+        "lr",
+        "batch_size",
+        "max_epochs",
+        "seed",
+    ):
         assert key in saved, key
     assert saved["steps"] == 5 * 4  # 15 rows in batches of 4
     assert saved["feature_names"] == ["temp", "rainfall", "humidity"]
@@ -44,8 +64,12 @@ def test_summary_holds_the_result_in_the_datas_units(make_cfg):
 
     # The reported loss is the model's loss on the whole data set, recomputed from the reported weights.
     from experiments.tables import builtin_table
+
     crops = builtin_table("crops")
-    weights, bias = torch.tensor(saved["weights"], dtype=torch.float64), torch.tensor(saved["bias"], dtype=torch.float64)
+    weights, bias = (
+        torch.tensor(saved["weights"], dtype=torch.float64),
+        torch.tensor(saved["bias"], dtype=torch.float64),
+    )
     predictions = crops.features.double() @ weights.T + bias
     assert saved["final_loss"] == pytest.approx(torch.mean((predictions - crops.targets) ** 2).item(), rel=1e-4)
 
@@ -97,6 +121,7 @@ def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
         if self._pending:
             writes.append(len(self._pending))
             if len(writes) == 2:  # the first write is epoch 0, at the start; the second epochs 1 and 2
+
                 def interrupt_once():
                     del self.experiment.flush  # later writes wait as usual
                     raise KeyboardInterrupt
@@ -148,8 +173,9 @@ def test_a_learning_rate_just_above_the_stable_limit_is_caught_before_overflow(m
 
 
 def test_trains_in_float64_with_precision_64(make_cfg):
-    summary = train(make_cfg("trainer.precision=64", "data=toy", "optim=gd", "optim.lr=0.02",
-                             "trainer.max_epochs=3000"))
+    summary = train(
+        make_cfg("trainer.precision=64", "data=toy", "optim=gd", "optim.lr=0.02", "trainer.max_epochs=3000")
+    )
     assert summary["status"] == "ok"
     assert summary["loss_ratio"] == pytest.approx(1.0, abs=1e-9)  # float32 stops near 1e-7
 
@@ -179,35 +205,41 @@ def test_runs_are_reproducible_from_the_seed(make_cfg):
     assert first["weights"] != other["weights"]
 
 
-@pytest.mark.parametrize("override,message", [
-    ("optim.lr=0", "optim.lr must be a positive, finite number"),
-    ("optim.lr=-1e-5", "optim.lr must be a positive, finite number"),
-    ("optim.lr=inf", "optim.lr must be a positive, finite number"),
-    ("optim.lr=nan", "optim.lr must be a positive, finite number"),
-    ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number of at least 1"),
-    ("data.batch_size=0", "data.batch_size must be a whole number of at least 1"),
-    ("seed=-1", "seed must be a whole number"),
-    ("data.name=crop", "data.name='crop' is not a built-in data set"),
-    ("trainer.devices=2", "trainer.devices must be 1"),
-    ("+optim.foo=1", "optim: .*unexpected keyword argument 'foo'"),
-    ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
-    ("trainer.precision=banana", "trainer.precision must be 32 or 64"),
-    ("trainer.precision=bf16-mixed", "Half precision keeps about 3 significant digits"),
-    ("+trainer.max_steps=10", "trainer.max_steps is not supported here"),
-    ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val is not supported here"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lr=0", "optim.lr must be a positive, finite number"),
+        ("optim.lr=-1e-5", "optim.lr must be a positive, finite number"),
+        ("optim.lr=inf", "optim.lr must be a positive, finite number"),
+        ("optim.lr=nan", "optim.lr must be a positive, finite number"),
+        ("trainer.max_epochs=0", "trainer.max_epochs must be a whole number of at least 1"),
+        ("data.batch_size=0", "data.batch_size must be a whole number of at least 1"),
+        ("seed=-1", "seed must be a whole number"),
+        ("data.name=crop", "data.name='crop' is not a built-in data set"),
+        ("trainer.devices=2", "trainer.devices must be 1"),
+        ("+optim.foo=1", "optim: .*unexpected keyword argument 'foo'"),
+        ("+trainer.max_epoch=5", "unexpected keyword argument 'max_epoch'"),
+        ("trainer.precision=banana", "trainer.precision must be 32 or 64"),
+        ("trainer.precision=bf16-mixed", "Half precision keeps about 3 significant digits"),
+        ("+trainer.max_steps=10", "trainer.max_steps is not supported here"),
+        ("+trainer.gradient_clip_val=1.0", "trainer.gradient_clip_val is not supported here"),
+    ],
+)
 def test_bad_settings_are_refused(make_cfg, override, message):
     with pytest.raises(UserError, match=message):
         train(make_cfg(override))
 
 
-@pytest.mark.parametrize("override,line", [
-    ("seed=abc", "seed must be a whole number; got 'abc'."),
-    ("data.shuffle=maybe", "data.shuffle must be true or false; got 'maybe'."),
-    ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number; got 'ten'."),
-    ("optim.lr=fast", "optim.lr must be a number; got 'fast'."),
-    ("data.batch_size=5.5", "data.batch_size must be a whole number; got 5.5."),
-])
+@pytest.mark.parametrize(
+    "override,line",
+    [
+        ("seed=abc", "seed must be a whole number; got 'abc'."),
+        ("data.shuffle=maybe", "data.shuffle must be true or false; got 'maybe'."),
+        ("trainer.max_epochs=ten", "trainer.max_epochs must be a whole number; got 'ten'."),
+        ("optim.lr=fast", "optim.lr must be a number; got 'fast'."),
+        ("data.batch_size=5.5", "data.batch_size must be a whole number; got 5.5."),
+    ],
+)
 def test_values_of_the_wrong_type_are_refused_by_the_schema_in_one_line(make_cfg, override, line):
     with pytest.raises(ConfigCompositionException) as error:
         make_cfg(override)

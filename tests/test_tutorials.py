@@ -3,12 +3,18 @@
 import pytest
 import torch
 
-from helpers import read_scalars
 from experiments.tables import builtin_table
 from experiments.train import train
+from helpers import read_scalars
 
-TUTORIALS = ["tutorial_000_scratch", "tutorial_000_builtins", "tutorial_001_scratch", "tutorial_001_builtins",
-             "tutorial_002", "tutorial_003"]
+TUTORIALS = [
+    "tutorial_000_scratch",
+    "tutorial_000_builtins",
+    "tutorial_001_scratch",
+    "tutorial_001_builtins",
+    "tutorial_002",
+    "tutorial_003",
+]
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
@@ -28,9 +34,18 @@ def test_tutorial_003_reproduces_the_notebooks_numbers(make_cfg):
     train(cfg)
     losses = [value for _, value in read_scalars(cfg.output_dir)["train/full_loss"]]
     assert losses[0] == pytest.approx(104.9967, abs=1e-4)
-    printed = [2.1443493366241455, 0.2407105565071106, 0.20529970526695251, 0.20446452498435974,
-               0.204270139336586, 0.20408859848976135, 0.20390814542770386, 0.20372863113880157,
-               0.2035500854253769, 0.20337240397930145]
+    printed = [
+        2.1443493366241455,
+        0.2407105565071106,
+        0.20529970526695251,
+        0.20446452498435974,
+        0.204270139336586,
+        0.20408859848976135,
+        0.20390814542770386,
+        0.20372863113880157,
+        0.2035500854253769,
+        0.20337240397930145,
+    ]
     assert losses[1:11] == pytest.approx(printed, rel=1e-5)
 
 

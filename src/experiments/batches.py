@@ -27,8 +27,15 @@ class EpochBatches:
     buffer that the next one overwrites: take each one's step before asking for the next.
     """
 
-    def __init__(self, rows: torch.Tensor, num_features: int, batch_size: int, shuffle: bool,
-                 generator: torch.Generator, steps_per_bundle: int = STEPS_PER_BUNDLE) -> None:
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        num_features: int,
+        batch_size: int,
+        shuffle: bool,
+        generator: torch.Generator,
+        steps_per_bundle: int = STEPS_PER_BUNDLE,
+    ) -> None:
         self.rows, self.num_features = rows, num_features
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.steps_per_bundle = steps_per_bundle
@@ -60,5 +67,5 @@ class EpochBatches:
             else:
                 if self._buffer is None:
                     self._buffer = self.rows.new_empty(self.batch_size, self.rows.shape[1])
-                batch = torch.index_select(self.rows, 0, order[first:last], out=self._buffer[:last - first])
-            yield batch[:, :self.num_features], batch[:, self.num_features:]
+                batch = torch.index_select(self.rows, 0, order[first:last], out=self._buffer[: last - first])
+            yield batch[:, : self.num_features], batch[:, self.num_features :]

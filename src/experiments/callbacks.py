@@ -28,8 +28,16 @@ class EpochRecorder(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         evaluator = trainer.datamodule.evaluator
         if evaluator.true_weights is not None:  # synthetic data: what training should find
-            trainer.logger.log_metrics(named_weights("true/weights", "true/bias", *evaluator.true_weights,
-                                                     evaluator.feature_names, evaluator.target_names), step=0)
+            trainer.logger.log_metrics(
+                named_weights(
+                    "true/weights",
+                    "true/bias",
+                    *evaluator.true_weights,
+                    evaluator.feature_names,
+                    evaluator.target_names,
+                ),
+                step=0,
+            )
         self._record(trainer, pl_module, epoch=0)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
@@ -44,15 +52,17 @@ class EpochRecorder(pl.Callback):
         weights, bias = module.original_weights()
         loss = evaluator.loss(weights, bias)
         self.losses.append(loss)
-        metrics = {"train/full_loss": loss, "train/optimal_loss": evaluator.optimum.loss,
-                   "train/loss_ratio": evaluator.ratio(loss)}
+        metrics = {
+            "train/full_loss": loss,
+            "train/optimal_loss": evaluator.optimum.loss,
+            "train/loss_ratio": evaluator.ratio(loss),
+        }
         if epoch > 0:
             metrics["train/loss"] = module.mean_epoch_loss()
         if evaluator.has_val:
             self.val_loss = evaluator.val_loss(weights, bias)
             metrics["val/loss"] = self.val_loss
-        metrics.update(named_weights("weights", "bias", weights, bias, evaluator.feature_names,
-                                     evaluator.target_names))
+        metrics.update(named_weights("weights", "bias", weights, bias, evaluator.feature_names, evaluator.target_names))
         trainer.logger.log_metrics(metrics, step=epoch)
 
     def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
@@ -103,13 +113,24 @@ class FitPicture(pl.Callback):
         from experiments.figures import fit_figure  # matplotlib is imported only here
 
         sample = trainer.datamodule.evaluator.sample
-        figure = fit_figure(sample.features, sample.targets, pl_module.predict(sample.features),
-                            sample.feature_names, sample.target_names)
+        figure = fit_figure(
+            sample.features,
+            sample.targets,
+            pl_module.predict(sample.features),
+            sample.feature_names,
+            sample.target_names,
+        )
         trainer.logger.experiment.add_figure("fit", figure, global_step=trainer.current_epoch)
 
 
-def named_weights(weights_tag: str, bias_tag: str, weights: torch.Tensor, bias: torch.Tensor,
-                  feature_names: list[str], target_names: list[str]) -> dict[str, float]:
+def named_weights(
+    weights_tag: str,
+    bias_tag: str,
+    weights: torch.Tensor,
+    bias: torch.Tensor,
+    feature_names: list[str],
+    target_names: list[str],
+) -> dict[str, float]:
     """`{weights_tag}/{target}/{feature}` and `{bias_tag}/{target}` for a weight matrix and bias."""
     named = {}
     for target, row, b in zip(target_names, weights.tolist(), bias.tolist()):
@@ -135,12 +156,19 @@ class EpochProgressBar(pl.callbacks.ProgressBar):
         self.enabled = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.bar = tqdm(total=trainer.max_epochs, desc="Training", unit="epoch", disable=not self.enabled,
-                        dynamic_ncols=True, leave=False,
-                        bar_format="{l_bar}{bar}| {n:.6g}/{total} epochs [{elapsed}<{remaining}{postfix}]")
+        self.bar = tqdm(
+            total=trainer.max_epochs,
+            desc="Training",
+            unit="epoch",
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            leave=False,
+            bar_format="{l_bar}{bar}| {n:.6g}/{total} epochs [{elapsed}<{remaining}{postfix}]",
+        )
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Big data: move through the epoch a bundle of mini-batches at a time."""
         if batch_idx + 1 < trainer.num_training_batches:
             self.bar.update(trainer.current_epoch + (batch_idx + 1) / trainer.num_training_batches - self.bar.n)

@@ -13,8 +13,19 @@ from typing import Any
 
 from experiments.runs import Run, load_runs
 
-COLUMNS = ["best", "overrides", "status", "final_loss", "optimal_loss", "loss_ratio", "epochs", "lr", "seconds",
-           "error", "path"]
+COLUMNS = [
+    "best",
+    "overrides",
+    "status",
+    "final_loss",
+    "optimal_loss",
+    "loss_ratio",
+    "epochs",
+    "lr",
+    "seconds",
+    "error",
+    "path",
+]
 
 
 def _cell(value: Any) -> str:
@@ -93,10 +104,15 @@ def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="compare.py", description="Compare runs: a table sorted by final loss and a plot of every loss curve.")
+        prog="compare.py", description="Compare runs: a table sorted by final loss and a plot of every loss curve."
+    )
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or outputs/")
-    parser.add_argument("--out", type=Path, default=Path("."),
-                        help="folder for summary.csv, summary.md and loss_curves.png (default: here)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="folder for summary.csv, summary.md and loss_curves.png (default: here)",
+    )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -104,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = load_runs(args.paths)
     if not runs:
-        print(f"Error: no runs (folders with a summary.json) under {', '.join(map(str, args.paths))}.",
-              file=sys.stderr)
+        print(f"Error: no runs (folders with a summary.json) under {', '.join(map(str, args.paths))}.", file=sys.stderr)
         return 2
     write_comparison(runs, args.out)
-    print(f"\n{len(runs)} runs. Wrote {args.out / 'summary.csv'}, {args.out / 'summary.md'} and "
-          f"{args.out / 'loss_curves.png'}.")
+    print(
+        f"\n{len(runs)} runs. Wrote {args.out / 'summary.csv'}, {args.out / 'summary.md'} and "
+        f"{args.out / 'loss_curves.png'}."
+    )
     return 0

@@ -1,16 +1,16 @@
 """The shape of the configuration, declared once.
 
 Each option of a config group has a schema here, registered in Hydra's ConfigStore as
-`<group>_<option>_schema`; the YAML files in conf/ extend one and only choose values. OmegaConf then refuses a wrong type
-(`seed=abc`) or an unknown key (`optim.learning_rate=1`) by itself. `check` holds what a type
-cannot say. Nothing here imports torch, so a mistake is answered before PyTorch loads.
+`<group>_<option>_schema`; the YAML files in conf/ extend one and only choose values. OmegaConf
+then refuses a wrong type (`seed=abc`) or an unknown key (`optim.learning_rate=1`) by itself.
+`check` holds what a type cannot say. Nothing here imports torch, so a mistake is answered before PyTorch loads.
 """
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -25,9 +25,11 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @dataclass
 class DataConfig:
-    batch_size: Optional[int] = None  # null: the whole data set in one batch (full-batch gradient descent)
+    batch_size: int | None = None  # null: the whole data set in one batch (full-batch gradient descent)
     shuffle: bool = False  # reshuffle the rows every epoch (seeded)
-    val_fraction: float = 0.0  # share of rows held out for val/loss (seeded); the tutorials measure on the training data
+    val_fraction: float = (
+        0.0  # share of rows held out for val/loss (seeded); the tutorials measure on the training data
+    )
     standardize: bool = False  # train on z-scores of the training split; results stay in the data's units
 
 
@@ -52,7 +54,7 @@ class SyntheticData(DataConfig):
     num_features: int = 8
     num_targets: int = 2
     noise: float = 0.1  # standard deviation of the noise added to each target: the optimal loss is about noise^2
-    batch_size: Optional[int] = 256
+    batch_size: int | None = 256
     shuffle: bool = True
 
 
@@ -108,9 +110,9 @@ class LBFGSOptim(OptimConfig):
     _target_: str = "torch.optim.LBFGS"
     lr: float = 1.0
     max_iter: int = 20  # iterations per optimizer step, each with its own line search
-    max_eval: Optional[int] = None  # null: 1.25 * max_iter
+    max_eval: int | None = None  # null: 1.25 * max_iter
     history_size: int = 10
-    line_search_fn: Optional[str] = "strong_wolfe"
+    line_search_fn: str | None = "strong_wolfe"
     tolerance_grad: float = 0.0  # 0: no early stop, so float64 runs go on to many digits
     tolerance_change: float = 0.0
 
@@ -140,8 +142,8 @@ class Config:
 class PredictConfig:
     run: str = MISSING  # a run folder: outputs/runs/<stamp> or outputs/multirun/<stamp>/<job>
     inputs: Any = None  # rows of feature values, e.g. [[75,63,44]]
-    input_csv: Optional[str] = None  # or a CSV file with the features by column name
-    output: Optional[str] = None  # a CSV file to write the inputs and predictions to
+    input_csv: str | None = None  # or a CSV file with the features by column name
+    output: str | None = None  # a CSV file to write the inputs and predictions to
 
 
 def register() -> None:
@@ -150,9 +152,14 @@ def register() -> None:
     store.store(name="config_schema", node=Config)
     store.store(name="predict_schema", node=PredictConfig)
     for group, name, node in [
-        ("data", "builtin", BuiltinData), ("data", "csv", CsvData), ("data", "synthetic", SyntheticData),
-        ("model", "linear", LinearModel), ("model", "scratch", ScratchModel),
-        ("optim", "gd", GradientDescentOptim), ("optim", "sgd", SGDOptim), ("optim", "adam", AdamOptim),
+        ("data", "builtin", BuiltinData),
+        ("data", "csv", CsvData),
+        ("data", "synthetic", SyntheticData),
+        ("model", "linear", LinearModel),
+        ("model", "scratch", ScratchModel),
+        ("optim", "gd", GradientDescentOptim),
+        ("optim", "sgd", SGDOptim),
+        ("optim", "adam", AdamOptim),
         ("optim", "lbfgs", LBFGSOptim),
     ]:
         store.store(name=f"{group}_{name}_schema", node=node)  # not in a group: --help lists no schema options
@@ -170,6 +177,7 @@ def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)  # ${hydra:runtime.output_dir} is unset outside @hydra.main
     return cfg
+
 
 PRECISIONS = {"32", "32-true", "64", "64-true"}
 # Lightning options for its own optimizer loop, which RegressionModule.training_step replaces.
@@ -191,38 +199,55 @@ def check(cfg: DictConfig, multirun: bool = False) -> None:
 
 def _check_data(data: DictConfig) -> None:
     if data.batch_size is not None and data.batch_size < 1:
-        raise UserError(f"data.batch_size must be a whole number of at least 1, or null for the whole data set "
-                        f"in one batch; got {data.batch_size}.")
+        raise UserError(
+            f"data.batch_size must be a whole number of at least 1, or null for the whole data set "
+            f"in one batch; got {data.batch_size}."
+        )
     if not 0 <= data.val_fraction < 1:
-        raise UserError(f"data.val_fraction must be a number from 0 (no validation rows) up to, but not "
-                        f"including, 1; got {data.val_fraction}.")
+        raise UserError(
+            f"data.val_fraction must be a number from 0 (no validation rows) up to, but not "
+            f"including, 1; got {data.val_fraction}."
+        )
     for key in ("n", "num_features", "num_targets"):
         if key in data and data[key] < 1:
             raise UserError(f"data.{key} must be a whole number of at least 1; got {data[key]}.")
     if "noise" in data and not (math.isfinite(data.noise) and data.noise >= 0):
-        raise UserError(f"data.noise must be a number of at least 0 (the standard deviation of the noise added to "
-                        f"every target); got {data.noise}.")
+        raise UserError(
+            f"data.noise must be a number of at least 0 (the standard deviation of the noise added to "
+            f"every target); got {data.noise}."
+        )
 
 
 def _check_trainer(trainer: DictConfig, multirun: bool) -> None:
     if trainer.devices != 1:
-        raise UserError(f"trainer.devices must be 1; got {trainer.devices}. A linear regression fits on one "
-                        f"device, and every job writes its results from a single process.")
+        raise UserError(
+            f"trainer.devices must be 1; got {trainer.devices}. A linear regression fits on one "
+            f"device, and every job writes its results from a single process."
+        )
     strategy = str(trainer.get("strategy", ""))
     if multirun and any(name in strategy for name in ("ddp", "fsdp", "deepspeed")):
-        raise UserError(f"trainer.strategy={strategy} cannot run inside a multirun (-m): its worker processes would "
-                        f"re-run the whole sweep. Run it as a single run, without -m.")
+        raise UserError(
+            f"trainer.strategy={strategy} cannot run inside a multirun (-m): its worker processes would "
+            f"re-run the whole sweep. Run it as a single run, without -m."
+        )
     if trainer.precision not in PRECISIONS:
-        half = " Half precision keeps about 3 significant digits, too few to find an optimum." \
-            if "16" in trainer.precision else ""
+        half = (
+            " Half precision keeps about 3 significant digits, too few to find an optimum."
+            if "16" in trainer.precision
+            else ""
+        )
         raise UserError(f"trainer.precision must be 32 or 64 (float32 or float64); got {trainer.precision!r}.{half}")
     for key, default in UNSUPPORTED_TRAINER_KEYS.items():
         if trainer.get(key, default) != default:
-            raise UserError(f"trainer.{key} is not supported here: each optimizer step is taken by "
-                            f"RegressionModule.training_step's own loop, not by Lightning's. Remove it.")
+            raise UserError(
+                f"trainer.{key} is not supported here: each optimizer step is taken by "
+                f"RegressionModule.training_step's own loop, not by Lightning's. Remove it."
+            )
     if trainer.accelerator == "gpu":
         import torch  # only here: the one check that needs it
 
         if not (torch.cuda.is_available() or torch.backends.mps.is_available()):
-            raise UserError("accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
-                            "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one.")
+            raise UserError(
+                "accelerator=gpu, but PyTorch sees no GPU here (torch.cuda.is_available() is False); "
+                "use accelerator=cpu, or accelerator=auto to take a GPU only where there is one."
+            )

@@ -24,8 +24,15 @@ class RegressionDataModule(pl.LightningDataModule):
     measures in the data's units.
     """
 
-    def __init__(self, source: Table | Synthetic, batch_size: int | None = None, shuffle: bool = False,
-                 seed: int = 0, val_fraction: float = 0.0, standardize: bool = False) -> None:
+    def __init__(
+        self,
+        source: Table | Synthetic,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        val_fraction: float = 0.0,
+        standardize: bool = False,
+    ) -> None:
         super().__init__()
         self.source = source
         self.feature_names, self.target_names = source.feature_names, source.target_names
@@ -42,17 +49,21 @@ class RegressionDataModule(pl.LightningDataModule):
         return cls(builtin_table(name), **kwargs)
 
     @classmethod
-    def from_csv(cls, path: str, targets: list[str] | str, features: list[str] | None = None,
-                 **kwargs) -> "RegressionDataModule":
+    def from_csv(
+        cls, path: str, targets: list[str] | str, features: list[str] | None = None, **kwargs
+    ) -> "RegressionDataModule":
         """A datamodule over a CSV file with a header row (see `experiments.csv_table`). A relative
         `path` is taken from the folder the command was run in."""
         from hydra.utils import to_absolute_path
 
-        return cls(read_csv(to_absolute_path(path), _names(targets), None if features is None else _names(features)), **kwargs)
+        return cls(
+            read_csv(to_absolute_path(path), _names(targets), None if features is None else _names(features)), **kwargs
+        )
 
     @classmethod
-    def from_synthetic(cls, n: int, num_features: int, num_targets: int, noise: float, seed: int = 0,
-                       **kwargs) -> "RegressionDataModule":
+    def from_synthetic(
+        cls, n: int, num_features: int, num_targets: int, noise: float, seed: int = 0, **kwargs
+    ) -> "RegressionDataModule":
         """A datamodule over a generated table (see `experiments.synthetic`), drawn from `seed`."""
         return cls(Synthetic(n, num_features, num_targets, noise, seed), seed=seed, **kwargs)
 
@@ -87,8 +98,10 @@ class RegressionDataModule(pl.LightningDataModule):
         needed = 2 * self.source.nbytes(dtype)
         free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_ram()
         if free is not None and needed > 0.9 * free:
-            raise UserError(f"the synthetic table needs about {needed / 2**30:.1f} GiB and the {device.type} has "
-                            f"{free / 2**30:.1f} GiB free; use a smaller data.n or data.num_features.")
+            raise UserError(
+                f"the synthetic table needs about {needed / 2**30:.1f} GiB and the {device.type} has "
+                f"{free / 2**30:.1f} GiB free; use a smaller data.n or data.num_features."
+            )
 
     def train_dataloader(self) -> EpochBatches:
         generator = torch.Generator(device=self.train_rows.device).manual_seed(self.seed)
@@ -109,10 +122,10 @@ def _joined(table: Table, scaler: Scaler | None, block_rows: int = 1 << 18) -> t
     """`[features | targets]` in one tensor, standardized if `scaler` is given, made a block of rows at a time."""
     rows = table.features.new_empty(len(table), table.features.shape[1] + table.targets.shape[1])
     for start in range(0, len(table), block_rows):
-        x, y = table.features[start:start + block_rows], table.targets[start:start + block_rows]
+        x, y = table.features[start : start + block_rows], table.targets[start : start + block_rows]
         if scaler is not None:
             x, y = scaler.scale_features(x), scaler.scale_targets(y)
-        torch.cat([x, y], dim=1, out=rows[start:start + block_rows])
+        torch.cat([x, y], dim=1, out=rows[start : start + block_rows])
     return rows
 
 
@@ -121,8 +134,10 @@ def _val_rows(rows: int, val_fraction: float) -> int:
     if not val_fraction:
         return 0
     if rows < 2:
-        raise UserError(f"data.val_fraction={val_fraction} needs at least 2 rows, one to train on and one to hold "
-                        f"out; the data has {rows}.")
+        raise UserError(
+            f"data.val_fraction={val_fraction} needs at least 2 rows, one to train on and one to hold "
+            f"out; the data has {rows}."
+        )
     return min(max(round(rows * val_fraction), 1), rows - 1)
 
 
@@ -133,8 +148,10 @@ def _split(table: Table, val_fraction: float, seed: int) -> tuple[Table, Table |
         return table, None
     order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed)).to(table.features.device)
     val, train = order[:n_val].sort().values, order[n_val:].sort().values
-    return (Table(table.features[train], table.targets[train], table.feature_names, table.target_names),
-            Table(table.features[val], table.targets[val], table.feature_names, table.target_names))
+    return (
+        Table(table.features[train], table.targets[train], table.feature_names, table.target_names),
+        Table(table.features[val], table.targets[val], table.feature_names, table.target_names),
+    )
 
 
 def placement(trainer: pl.Trainer | None) -> tuple[torch.device, torch.dtype]:

@@ -18,8 +18,13 @@ class Evaluator:
     an evenly spread sample of the training rows for pictures, and, for synthetic data, the weights
     the rows were drawn from."""
 
-    def __init__(self, train: Table, val: Table | None = None, scaler: Scaler | None = None,
-                 true_weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        train: Table,
+        val: Table | None = None,
+        scaler: Scaler | None = None,
+        true_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.feature_names, self.target_names = train.feature_names, train.target_names
         self.standardized = scaler is not None
         self._train = QRFactor(train.features, train.targets)
@@ -50,10 +55,15 @@ class Evaluator:
         """Advice when the features, as the model sees them, are too badly conditioned for gradient descent."""
         if self.optimum.condition <= BADLY_CONDITIONED:
             return None
-        advice = ("use optim=lbfgs with trainer.precision=64" if self.standardized else
-                  "use data.standardize=true, and optim=lbfgs with trainer.precision=64")
-        return (f"Warning: the features are badly conditioned (condition number {self.optimum.condition:.2g}), so "
-                f"gradient descent will approach the optimum slowly; {advice}.")
+        advice = (
+            "use optim=lbfgs with trainer.precision=64"
+            if self.standardized
+            else "use data.standardize=true, and optim=lbfgs with trainer.precision=64"
+        )
+        return (
+            f"Warning: the features are badly conditioned (condition number {self.optimum.condition:.2g}), so "
+            f"gradient descent will approach the optimum slowly; {advice}."
+        )
 
 
 def spread_rows(rows: int, count: int) -> torch.Tensor:

@@ -11,23 +11,28 @@ if TYPE_CHECKING:
     from experiments.runs import Run
 
 
-def _figure_class() -> type["Figure"]:
+def _figure(**kwargs) -> "Figure":
+    """A matplotlib Figure that draws without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    return Figure
+    return Figure(**kwargs)
 
 
-def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch.Tensor,
-               feature_names: list[str], target_names: list[str]) -> "Figure":
+def fit_figure(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    predictions: torch.Tensor,
+    feature_names: list[str],
+    target_names: list[str],
+) -> "Figure":
     """Tutorial 003's plot for 1-D data (the points and the fitted line); otherwise one panel
     per target of predicted against actual values, where a perfect model lies on the diagonal."""
-    Figure = _figure_class()
     features, targets, predictions = (t.detach().cpu().double() for t in (features, targets, predictions))
     if features.shape[1] == 1 and targets.shape[1] == 1:
-        fig = Figure(figsize=(5, 4), layout="tight")
+        fig = _figure(figsize=(5, 4), layout="tight")
         ax = fig.subplots()
         order = features[:, 0].argsort()
         ax.plot(features[:, 0], targets[:, 0], "bo", label="data")
@@ -35,9 +40,10 @@ def fit_figure(features: torch.Tensor, targets: torch.Tensor, predictions: torch
         ax.set(xlabel=feature_names[0], ylabel=target_names[0], title="Fitted line")
         ax.legend()
         return fig
-    fig = Figure(figsize=(4 * len(target_names), 4), layout="tight")
-    for ax, name, actual, predicted in zip(fig.subplots(1, len(target_names), squeeze=False)[0],
-                                          target_names, targets.T, predictions.T):
+    fig = _figure(figsize=(4 * len(target_names), 4), layout="tight")
+    for ax, name, actual, predicted in zip(
+        fig.subplots(1, len(target_names), squeeze=False)[0], target_names, targets.T, predictions.T
+    ):
         low, high = min(actual.min(), predicted.min()).item(), max(actual.max(), predicted.max()).item()
         ax.plot([low, high], [low, high], "k--", linewidth=1, label="perfect")
         ax.plot(actual, predicted, "o", label="model")
@@ -52,9 +58,10 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
     runs stay readable."""
     import matplotlib
 
-    Figure = _figure_class()
-    plotted = [(run, label) for run, label in zip(runs, labels) if any(math.isfinite(v) and v > 0 for _, v in run.curve)]
-    fig = Figure(figsize=(11, max(4.5, 0.19 * len(plotted) + 1.5)), layout="constrained")
+    plotted = [
+        (run, label) for run, label in zip(runs, labels) if any(math.isfinite(v) and v > 0 for _, v in run.curve)
+    ]
+    fig = _figure(figsize=(11, max(4.5, 0.19 * len(plotted) + 1.5)), layout="constrained")
     ax = fig.subplots()
     colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
     for i, (run, label) in enumerate(plotted):
@@ -65,12 +72,21 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
         ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
     optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
     for j, optimum in enumerate(optima):
-        ax.axhline(optimum, color="black", linestyle="--", linewidth=1,
-                   label="optimum (least squares)" if j == 0 else None)
-    ax.set(yscale="log", xlabel="epoch", ylabel="loss on the whole data set (MSE)",
-           title=f"Loss curves of {len(plotted)} runs")
+        ax.axhline(
+            optimum, color="black", linestyle="--", linewidth=1, label="optimum (least squares)" if j == 0 else None
+        )
+    ax.set(
+        yscale="log",
+        xlabel="epoch",
+        ylabel="loss on the whole data set (MSE)",
+        title=f"Loss curves of {len(plotted)} runs",
+    )
     ax.grid(True, which="major", alpha=0.3)
     if plotted:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small" if len(plotted) <= 15 else "x-small",
-                  frameon=False)
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+            fontsize="small" if len(plotted) <= 15 else "x-small",
+            frameon=False,
+        )
     return fig

@@ -25,12 +25,15 @@ class QRFactor:
         width = self.num_features + 1 + targets.shape[1]
         r = torch.zeros(0, width, dtype=torch.float64, device=features.device)
         for start in range(0, len(features), BLOCK_ROWS):
-            x, y = features[start:start + BLOCK_ROWS], targets[start:start + BLOCK_ROWS]
+            x, y = features[start : start + BLOCK_ROWS], targets[start : start + BLOCK_ROWS]
             ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
             r = torch.linalg.qr(torch.cat([r, torch.cat([x.double(), ones, y.double()], dim=1)]), mode="r")[1]
         self.r = r.cpu()
         # NumPy: the loss is measured every epoch, and on arrays this small its per-call cost is a quarter of torch's.
-        self._design, self._targets = self.r[:, :self.num_features + 1].numpy(), self.r[:, self.num_features + 1:].numpy()
+        self._design, self._targets = (
+            self.r[:, : self.num_features + 1].numpy(),
+            self.r[:, self.num_features + 1 :].numpy(),
+        )
 
     def loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float:
         """The mean squared error of `features @ weights.T + bias` over every row, in float64
@@ -53,8 +56,9 @@ class LeastSquares:
     max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
 
 
-def least_squares(qr: QRFactor, feature_mean: torch.Tensor | None = None,
-                  feature_std: torch.Tensor | None = None) -> LeastSquares:
+def least_squares(
+    qr: QRFactor, feature_mean: torch.Tensor | None = None, feature_std: torch.Tensor | None = None
+) -> LeastSquares:
     """The optimum of the data `qr` factors. With `feature_mean` and `feature_std` (standardization),
     the condition number and stable learning rate are those of the standardized design the model
     sees. gelsd (SVD-based) finds the optimum even when features are collinear.
@@ -71,6 +75,10 @@ def least_squares(qr: QRFactor, feature_mean: torch.Tensor | None = None,
     weights, bias = solution[:-1].T.contiguous(), solution[-1].clone()
     # The loss's Hessian is 2 / numel * D^T D (F.mse_loss averages over every element), and gradient
     # descent converges exactly when lr < 2 / its largest eigenvalue = numel / sigma_max(D)^2.
-    return LeastSquares(weights=weights, bias=bias, loss=qr.loss(weights, bias),
-                        condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
-                        max_stable_lr=qr.numel / singular[0].item() ** 2)
+    return LeastSquares(
+        weights=weights,
+        bias=bias,
+        loss=qr.loss(weights, bias),
+        condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
+        max_stable_lr=qr.numel / singular[0].item() ** 2,
+    )

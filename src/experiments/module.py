@@ -21,14 +21,20 @@ class RegressionModule(pl.LightningModule):
     (`torch.sum(diff * diff) / diff.numel()` is exactly `F.mse_loss`), with the optimizer that
     `make_optimizer` (the configured partial) builds over its parameters.
 
-    `settings` are what the run was set to do, recorded as its hyperparameters. With a `scaler` the model sees standardized batches, and `predict` and `original_weights`
-    answer in the data's units. Each Lightning batch is a bundle of mini-batches (see
+    `settings` are what the run was set to do, recorded as its hyperparameters. With a `scaler`
+    the model sees standardized batches, and `predict` and `original_weights` answer in the
+    data's units. Each Lightning batch is a bundle of mini-batches (see
     `experiments.batches`) that `training_step` steps through in the tutorials' own loop: zero the
     gradients, forward, loss, backward, step.
     """
 
-    def __init__(self, model: nn.Module, make_optimizer: OptimizerFactory | None = None,
-                 scaler: Scaler | None = None, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        make_optimizer: OptimizerFactory | None = None,
+        scaler: Scaler | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if settings is not None:  # what Lightning logs as the run's hparams (hparams.yaml, HPARAMS tab)
             self.save_hyperparameters(settings)
@@ -99,8 +105,9 @@ class RegressionModule(pl.LightningModule):
         optimizer.step(closure)
         return first[0]
 
-    def _evaluate(self, optimizer: torch.optim.Optimizer, features: torch.Tensor,
-                  targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evaluate(
+        self, optimizer: torch.optim.Optimizer, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero the gradients, then the loss and its gradients; returns the loss to minimise and the
         loss to report (in the data's units if standardized: the mean over targets of each one's
         mean squared error)."""
@@ -110,7 +117,7 @@ class RegressionModule(pl.LightningModule):
         loss.backward()
         if self.scaler is None:
             return loss, loss.detach()
-        return loss, (((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std ** 2).mean()
+        return loss, (((predictions.detach() - targets) ** 2).mean(dim=0) * self.scaler.target_std**2).mean()
 
     def mean_epoch_loss(self) -> float:
         """The epoch's mean mini-batch loss, in the data's units."""

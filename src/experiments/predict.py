@@ -10,8 +10,10 @@ from experiments.csv_table import FLOAT32_MAX, read_features
 from experiments.errors import UserError
 from experiments.runs import load_trained_module
 
-USAGE = ("python predict.py run=outputs/runs/<stamp> 'inputs=[[75,63,44]]'   (or input_csv=new.csv; "
-         "add output=preds.csv to save)")
+USAGE = (
+    "python predict.py run=outputs/runs/<stamp> 'inputs=[[75,63,44]]'   (or input_csv=new.csv; "
+    "add output=preds.csv to save)"
+)
 
 
 def predict(cfg: DictConfig) -> torch.Tensor:
@@ -42,13 +44,16 @@ def _inputs(cfg: DictConfig, feature_names: list[str]) -> torch.Tensor:
     rows = rows if rows and isinstance(rows[0], list) else [rows]
     for i, row in enumerate(rows, start=1):
         if not isinstance(row, list) or len(row) != len(feature_names):
-            raise UserError(f"inputs: each row needs {len(feature_names)} numbers ({', '.join(feature_names)}); "
-                            f"row {i} is {row!r}.")
+            raise UserError(
+                f"inputs: each row needs {len(feature_names)} numbers ({', '.join(feature_names)}); row {i} is {row!r}."
+            )
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
             raise UserError(f"inputs: row {i} ({row!r}) holds something that is not a number.")
         if not all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in row):
-            raise UserError(f"inputs: row {i} ({row!r}) holds a number that is not finite or too large for "
-                            f"float32 (at most {FLOAT32_MAX:.3g}).")
+            raise UserError(
+                f"inputs: row {i} ({row!r}) holds a number that is not finite or too large for "
+                f"float32 (at most {FLOAT32_MAX:.3g})."
+            )
     return torch.tensor(rows, dtype=torch.float64)
 
 

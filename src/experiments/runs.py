@@ -43,8 +43,9 @@ def find_runs(paths: list[Path]) -> list[Path]:
         markers = [path / "summary.json", path / ".hydra" / "overrides.yaml"]
         if not any(marker.is_file() for marker in markers):
             markers = [*path.rglob("summary.json"), *path.rglob(".hydra/overrides.yaml")]
-        for run_dir in sorted({m.parent.parent if m.name == "overrides.yaml" else m.parent for m in markers
-                               if m.is_file()}):
+        for run_dir in sorted(
+            {m.parent.parent if m.name == "overrides.yaml" else m.parent for m in markers if m.is_file()}
+        ):
             found[run_dir.resolve()] = None
     return list(found)
 
@@ -64,7 +65,10 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
     path = run_dir / "summary.json"
     if not path.is_file():
         modified = (run_dir / ".hydra").stat().st_mtime
-        return {"status": "failed", "error": "no summary.json: the job was killed, crashed, or is still running"}, modified
+        return {
+            "status": "failed",
+            "error": "no summary.json: the job was killed, crashed, or is still running",
+        }, modified
     try:
         summary = json.loads(path.read_text())
         if not isinstance(summary, dict):
@@ -91,7 +95,9 @@ def load_runs(paths: list[Path], curves: bool = True) -> list[Run]:
     runs = []
     for run_dir in find_runs(paths):
         summary, modified = read_summary(run_dir)
-        runs.append(Run(run_dir, summary, read_overrides(run_dir), modified, read_loss_curve(run_dir) if curves else []))
+        runs.append(
+            Run(run_dir, summary, read_overrides(run_dir), modified, read_loss_curve(run_dir) if curves else [])
+        )
     return sorted(runs, key=lambda run: run.sort_key)
 
 
@@ -107,8 +113,10 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run={run_dir}: there is no such run folder; runs are in outputs/runs/<stamp>/ and "
-                        f"outputs/multirun/<stamp>/<job>/.")
+        raise UserError(
+            f"run={run_dir}: there is no such run folder; runs are in outputs/runs/<stamp>/ and "
+            f"outputs/multirun/<stamp>/<job>/."
+        )
     path = run_dir / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise UserError(f"{run_dir} has no checkpoints/last.ckpt: the run did not finish (see its summary.json).")
@@ -118,17 +126,23 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
         feature_names, target_names = list(names["feature_names"]), list(names["target_names"])
         state, kind = checkpoint["state_dict"], checkpoint["model_kind"]
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
-        raise UserError(f"{path} is not a checkpoint this tool can read ({type(error).__name__}); "
-                        f"it may be corrupted or from an older version. Train the run again.") from None
+        raise UserError(
+            f"{path} is not a checkpoint this tool can read ({type(error).__name__}); "
+            f"it may be corrupted or from an older version. Train the run again."
+        ) from None
     if kind not in MODEL_KINDS:
-        raise UserError(f"{path} holds a model of kind {kind!r}, which this tool does not know; it knows "
-                        f"{', '.join(sorted(MODEL_KINDS))}.")
+        raise UserError(
+            f"{path} holds a model of kind {kind!r}, which this tool does not know; it knows "
+            f"{', '.join(sorted(MODEL_KINDS))}."
+        )
     model = MODEL_KINDS[kind](len(feature_names), len(target_names))
     scaler = Scaler(len(feature_names), len(target_names)) if "scaler.feature_mean" in state else None
     module = RegressionModule(model, scaler=scaler)
     try:
         module.to(state["model.weight"].dtype).load_state_dict(state)
     except (KeyError, RuntimeError) as error:  # tensors whose names or shapes do not match the model
-        raise UserError(f"{path} does not hold the tensors of a {kind} from {len(feature_names)} features to "
-                        f"{len(target_names)} targets ({type(error).__name__}); train the run again.") from None
+        raise UserError(
+            f"{path} does not hold the tensors of a {kind} from {len(feature_names)} features to "
+            f"{len(target_names)} targets ({type(error).__name__}); train the run again."
+        ) from None
     return module.eval(), feature_names, target_names

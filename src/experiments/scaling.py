@@ -16,8 +16,12 @@ class Scaler(nn.Module):
 
     def __init__(self, num_features: int, num_targets: int) -> None:
         super().__init__()
-        for name, size in (("feature_mean", num_features), ("feature_std", num_features),
-                           ("target_mean", num_targets), ("target_std", num_targets)):
+        for name, size in (
+            ("feature_mean", num_features),
+            ("feature_std", num_features),
+            ("target_mean", num_targets),
+            ("target_std", num_targets),
+        ):
             self.register_buffer(name, torch.zeros(size, dtype=torch.float64))
 
     def fit(self, table: Table) -> "Scaler":

@@ -25,15 +25,29 @@ def _finite_or_none(value: float) -> float | None:
 
 def run_settings(cfg: "DictConfig", choices: dict[str, str], datamodule: "RegressionDataModule") -> dict[str, Any]:
     """What a run was set to do, as its summary and TensorBoard's HPARAMS tab record it."""
-    return {"data": choices.get("data"), "model": choices.get("model"), "optim": choices.get("optim"),
-            "lr": cfg.optim.lr, "batch_size": datamodule.batch_size, "shuffle": datamodule.shuffle,
-            "standardize": datamodule.scaler is not None, "max_epochs": cfg.trainer.max_epochs, "seed": cfg.seed,
-            "accelerator": cfg.trainer.accelerator}
+    return {
+        "data": choices.get("data"),
+        "model": choices.get("model"),
+        "optim": choices.get("optim"),
+        "lr": cfg.optim.lr,
+        "batch_size": datamodule.batch_size,
+        "shuffle": datamodule.shuffle,
+        "standardize": datamodule.scaler is not None,
+        "max_epochs": cfg.trainer.max_epochs,
+        "seed": cfg.seed,
+        "accelerator": cfg.trainer.accelerator,
+    }
 
 
-def run_summary(settings: dict[str, Any], trainer: "pl.Trainer", module: "RegressionModule",
-                datamodule: "RegressionDataModule", recorder: "EpochRecorder", divergence: "StopOnDivergence",
-                seconds: float) -> dict[str, Any]:
+def run_summary(
+    settings: dict[str, Any],
+    trainer: "pl.Trainer",
+    module: "RegressionModule",
+    datamodule: "RegressionDataModule",
+    recorder: "EpochRecorder",
+    divergence: "StopOnDivergence",
+    seconds: float,
+) -> dict[str, Any]:
     """Everything summary.json records of a fitted run: how it ended, its loss against the optimum,
     the weights learned and the optimal ones in the data's units, its size and speed, and `settings`."""
     import torch
@@ -43,7 +57,10 @@ def run_summary(settings: dict[str, Any], trainer: "pl.Trainer", module: "Regres
     weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
     true_weights = {}
     if evaluator.true_weights is not None:
-        true_weights = {"true_weights": evaluator.true_weights[0].tolist(), "true_bias": evaluator.true_weights[1].tolist()}
+        true_weights = {
+            "true_weights": evaluator.true_weights[0].tolist(),
+            "true_bias": evaluator.true_weights[1].tolist(),
+        }
     status = "interrupted" if trainer.interrupted else "diverged" if divergence.diverged_at_epoch else "ok"
     return {
         "status": status,
@@ -94,28 +111,35 @@ def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False)
     """A few lines a student can read: how it ended, how close to optimal, what was learned.
     `compact`, for the jobs of a sweep, is one line: the sweep's table follows at the end."""
     if compact:
-        return (f"  {summary['status']}: loss {summary['final_loss']:.6g} ({summary['loss_ratio']:.4g}x optimal) "
-                f"after {summary['epochs']} epochs, {summary['seconds']:.2f} s")
+        return (
+            f"  {summary['status']}: loss {summary['final_loss']:.6g} ({summary['loss_ratio']:.4g}x optimal) "
+            f"after {summary['epochs']} epochs, {summary['seconds']:.2f} s"
+        )
     lines = []
     if summary["status"] == "diverged":
-        lines.append(f"Diverged at epoch {summary['diverged_at_epoch']}: the loss grew to {summary['final_loss']:.4g}. "
-                     f"optim.lr={summary['lr']:g} is too large for this data: full-batch gradient descent "
-                     f"on it is stable only for optim.lr < {summary['max_stable_lr']:.2g}, and smaller "
-                     f"batches need less.")
+        lines.append(
+            f"Diverged at epoch {summary['diverged_at_epoch']}: the loss grew to {summary['final_loss']:.4g}. "
+            f"optim.lr={summary['lr']:g} is too large for this data: full-batch gradient descent "
+            f"on it is stable only for optim.lr < {summary['max_stable_lr']:.2g}, and smaller "
+            f"batches need less."
+        )
     else:
         speed = f", {summary['rows_per_second']:,.0f} rows/s" if summary.get("rows_per_second") else ""
-        lines.append(f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
-                     f"({summary['steps']} steps, {summary['seconds']:.2f} s{speed}).")
+        lines.append(
+            f"{summary['status'].capitalize()} after {summary['epochs']} epochs "
+            f"({summary['steps']} steps, {summary['seconds']:.2f} s{speed})."
+        )
         where = "the training rows " if summary.get("val_loss") is not None else "the whole data set"
         lines.append(f"  loss on {where}  {summary['final_loss']:.6g}")
-        lines.append(f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   "
-                     f"ratio {summary['loss_ratio']:.4g}x")
+        lines.append(
+            f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   ratio {summary['loss_ratio']:.4g}x"
+        )
         if summary.get("val_loss") is not None:
             lines.append(f"  loss on the validation rows  {summary['val_loss']:.6g}")
         for target, row, bias in zip(summary["target_names"][:SHOWN_TARGETS], summary["weights"], summary["bias"]):
             terms = [f"{w:+.4g}*{f}" for f, w in zip(summary["feature_names"], row)]
             if len(terms) > SHOWN_TERMS:
-                terms = terms[:SHOWN_TERMS - 1] + [f"... ({len(terms)} weights in summary.json)"]
+                terms = terms[: SHOWN_TERMS - 1] + [f"... ({len(terms)} weights in summary.json)"]
             lines.append(f"  {target} = {' '.join(terms)} {bias:+.4g}")
         if len(summary["target_names"]) > SHOWN_TARGETS:
             lines.append(f"  ... and {len(summary['target_names']) - SHOWN_TARGETS} more targets in summary.json")

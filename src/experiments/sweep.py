@@ -80,9 +80,14 @@ class SweepSummary(Callback):
             return 0
         print(f"\nSweep of {len(runs)} jobs, best first:")
         write_comparison(runs, sweep_dir)
-        counts = {status: sum(run.summary.get("status") == status for run in runs)
-                  for status in ("ok", "interrupted", "diverged", "failed")}
-        print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted")
-              + f". Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}\n"
-              f"View it:  tensorboard --logdir {sweep_dir}")
+        counts = {
+            status: sum(run.summary.get("status") == status for run in runs)
+            for status in ("ok", "interrupted", "diverged", "failed")
+        }
+        print(
+            "\n"
+            + ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted")
+            + f". Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}\n"
+            f"View it:  tensorboard --logdir {sweep_dir}"
+        )
         return counts["failed"]

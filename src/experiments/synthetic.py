@@ -57,6 +57,6 @@ class Synthetic:
             rows = min(BLOCK_ROWS, self.n - start)
             x = torch.randn(rows, self.num_features, generator=generator, device=device)
             noise = torch.randn(rows, self.num_targets, generator=generator, device=device)
-            features[start:start + rows] = x
-            targets[start:start + rows] = torch.addmm(bias, x, weights.T).add_(noise, alpha=self.noise)
+            features[start : start + rows] = x
+            targets[start : start + rows] = torch.addmm(bias, x, weights.T).add_(noise, alpha=self.noise)
         return Table(features, targets, self.feature_names, self.target_names)

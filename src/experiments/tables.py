@@ -14,14 +14,38 @@ from experiments.errors import UserError
 # Tutorials 000, 001 and 002: 15 regions. Temperature (F), rainfall (mm), humidity (%)
 # -> crop yields of apples and oranges (tons per hectare).
 CROPS_FEATURES = [
-    [73, 67, 43], [91, 88, 64], [87, 134, 58], [102, 43, 37], [69, 96, 70],
-    [74, 66, 43], [91, 87, 65], [88, 134, 59], [101, 44, 37], [68, 96, 71],
-    [73, 66, 44], [92, 87, 64], [87, 135, 57], [103, 43, 36], [68, 97, 70],
+    [73, 67, 43],
+    [91, 88, 64],
+    [87, 134, 58],
+    [102, 43, 37],
+    [69, 96, 70],
+    [74, 66, 43],
+    [91, 87, 65],
+    [88, 134, 59],
+    [101, 44, 37],
+    [68, 96, 71],
+    [73, 66, 44],
+    [92, 87, 64],
+    [87, 135, 57],
+    [103, 43, 36],
+    [68, 97, 70],
 ]
 CROPS_TARGETS = [
-    [56, 70], [81, 101], [119, 133], [22, 37], [103, 119],
-    [57, 69], [80, 102], [118, 132], [21, 38], [104, 118],
-    [57, 69], [82, 100], [118, 134], [20, 38], [102, 120],
+    [56, 70],
+    [81, 101],
+    [119, 133],
+    [22, 37],
+    [103, 119],
+    [57, 69],
+    [80, 102],
+    [118, 132],
+    [21, 38],
+    [104, 118],
+    [57, 69],
+    [82, 100],
+    [118, 134],
+    [20, 38],
+    [102, 120],
 ]
 CROPS_NAMES = (["temp", "rainfall", "humidity"], ["apples", "oranges"])
 
@@ -30,10 +54,40 @@ CROPS_NAMES = (["temp", "rainfall", "humidity"], ["apples", "oranges"])
 CROPS5_TUTORIAL000_FEATURES = [[73, 67, 43], [91, 88, 64], [87, 145, 58], [102, 43, 37], [69, 96, 70]]
 
 # Tutorial 003: 15 points of a 1-D regression.
-TOY_X = [[3.3], [4.4], [5.5], [6.71], [6.93], [4.168], [9.779], [6.182], [7.59], [2.167],
-         [7.042], [10.791], [5.313], [7.997], [3.1]]
-TOY_Y = [[1.7], [2.76], [2.09], [3.19], [1.694], [1.573], [3.366], [2.596], [2.53], [1.221],
-         [2.827], [3.465], [1.65], [2.904], [1.3]]
+TOY_X = [
+    [3.3],
+    [4.4],
+    [5.5],
+    [6.71],
+    [6.93],
+    [4.168],
+    [9.779],
+    [6.182],
+    [7.59],
+    [2.167],
+    [7.042],
+    [10.791],
+    [5.313],
+    [7.997],
+    [3.1],
+]
+TOY_Y = [
+    [1.7],
+    [2.76],
+    [2.09],
+    [3.19],
+    [1.694],
+    [1.573],
+    [3.366],
+    [2.596],
+    [2.53],
+    [1.221],
+    [2.827],
+    [3.465],
+    [1.65],
+    [2.904],
+    [1.3],
+]
 
 
 @dataclass
@@ -51,13 +105,18 @@ class Table:
 
     def on(self, device: torch.device, dtype: torch.dtype) -> "Table":
         """This table on `device` as `dtype` (itself, if it is there already)."""
-        return Table(self.features.to(device, dtype), self.targets.to(device, dtype), self.feature_names,
-                     self.target_names)
+        return Table(
+            self.features.to(device, dtype), self.targets.to(device, dtype), self.feature_names, self.target_names
+        )
 
 
 def _table(features: list, targets: list, names: tuple[list[str], list[str]]) -> Table:
-    return Table(torch.tensor(features, dtype=torch.float32), torch.tensor(targets, dtype=torch.float32),
-                 list(names[0]), list(names[1]))
+    return Table(
+        torch.tensor(features, dtype=torch.float32),
+        torch.tensor(targets, dtype=torch.float32),
+        list(names[0]),
+        list(names[1]),
+    )
 
 
 BUILTIN_TABLES = {

@@ -75,8 +75,9 @@ def build(cfg: DictConfig, group: str, **kwargs: Any) -> Any:
     try:
         return instantiate(cfg[group], **kwargs)
     except MissingMandatoryValue as error:
-        raise UserError(f"{error.full_key} must be given, e.g. "
-                        f"python train.py data=csv data.path=FILE.csv data.targets=[COLUMN]") from None
+        raise UserError(
+            f"{error.full_key} must be given, e.g. python train.py data=csv data.path=FILE.csv data.targets=[COLUMN]"
+        ) from None
     except InstantiationException as error:
         cause = error.__cause__ or error
         if isinstance(cause, UserError):
@@ -112,4 +113,3 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -
         )
     except (TypeError, ValueError, MisconfigurationException) as error:  # refused trainer.* settings
         raise UserError(f"the Lightning Trainer refused the trainer settings: {error}") from error
-
