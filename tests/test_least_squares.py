@@ -4,7 +4,7 @@ import torch
 
 from experiments import least_squares as least_squares_module
 from experiments.least_squares import QRFactor, least_squares
-from experiments.tables import builtin_table
+from experiments.tables import Table, builtin_table
 
 
 def test_hand_checkable_line():
@@ -73,3 +73,26 @@ def test_the_loss_of_any_weights_from_the_moments_is_the_loss_on_the_data(monkey
     monkeypatch.setattr(least_squares_module, "BLOCK_ROWS", 128)
     on_the_data = torch.nn.functional.mse_loss(x.double() @ weights.T.double() + bias.double(), y.double()).item()
     assert QRFactor(x, y).loss(weights, bias) == pytest.approx(on_the_data, rel=1e-12)
+
+
+def test_the_meter_reads_a_standardized_model_in_the_datas_units_as_it_trains():
+    from experiments.evaluation import Evaluator
+    from experiments.scaling import Scaler
+
+    crops = builtin_table("crops")
+    train, val = (
+        Table(crops.features[rows], crops.targets[rows], crops.feature_names, crops.target_names)
+        for rows in (slice(0, 12), slice(12, 15))
+    )
+    scaler = Scaler(3, 2).fit(train)
+    model = torch.nn.Linear(3, 2)
+    meter = Evaluator(train, val, scaler).meter(model.weight, model.bias)
+    for _ in range(2):  # the same meter follows the parameters as they change in place
+        with torch.no_grad():
+            model.weight.add_(torch.randn(2, 3))
+        weights, bias = scaler.original_weights(model.weight.detach(), model.bias.detach())
+        values, (train_loss, val_loss) = meter.read()
+        assert values == pytest.approx(torch.cat([weights, bias[:, None]], dim=1).view(-1).tolist(), rel=1e-12)
+        for table, loss in ((train, train_loss), (val, val_loss)):
+            predictions = table.features.double() @ weights.T + bias
+            assert loss == pytest.approx(torch.mean((predictions - table.targets.double()) ** 2).item(), rel=1e-9)

@@ -39,7 +39,9 @@ class EpochBatches:
         self.rows, self.num_features = rows, num_features
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.steps_per_bundle = steps_per_bundle
-        self._buffer: torch.Tensor | None = None
+        self._buffer = rows.new_empty(batch_size, rows.shape[1]) if shuffle else None
+        if self._buffer is not None:  # its views, made once: slicing anew every step costs more than the gather
+            self._buffer_features, self._buffer_targets = self._buffer[:, :num_features], self._buffer[:, num_features:]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -60,12 +62,15 @@ class EpochBatches:
             yield self._bundle(order, start, min(start + rows_per_bundle, len(self.rows)))
 
     def _bundle(self, order: torch.Tensor | None, start: int, stop: int) -> Bundle:
+        features = self.num_features
         for first in range(start, stop, self.batch_size):
             last = min(first + self.batch_size, stop)
             if order is None:
                 batch = self.rows[first:last]
-            else:
-                if self._buffer is None:
-                    self._buffer = self.rows.new_empty(self.batch_size, self.rows.shape[1])
+                yield batch[:, :features], batch[:, features:]
+            elif last - first == self.batch_size:
+                torch.index_select(self.rows, 0, order[first:last], out=self._buffer)
+                yield self._buffer_features, self._buffer_targets
+            else:  # the epoch's last, shorter mini-batch
                 batch = torch.index_select(self.rows, 0, order[first:last], out=self._buffer[: last - first])
-            yield batch[:, : self.num_features], batch[:, self.num_features :]
+                yield batch[:, :features], batch[:, features:]

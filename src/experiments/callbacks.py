@@ -27,42 +27,36 @@ class EpochRecorder(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         evaluator = trainer.datamodule.evaluator
+        names = evaluator.feature_names, evaluator.target_names
         if evaluator.true_weights is not None:  # synthetic data: what training should find
+            true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
             trainer.logger.log_metrics(
-                named_weights(
-                    "true/weights",
-                    "true/bias",
-                    *evaluator.true_weights,
-                    evaluator.feature_names,
-                    evaluator.target_names,
-                ),
-                step=0,
+                dict(zip(weight_tags("true/weights", "true/bias", *names), true.view(-1).tolist())), step=0
             )
+        self._meter = evaluator.meter(pl_module.model.weight, pl_module.model.bias)
+        self._tags = weight_tags("weights", "bias", *names)
+        self._optimal = {"train/optimal_loss": evaluator.optimum.loss}
         self._record(trainer, pl_module, epoch=0)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
-        self._record(trainer, pl_module, trainer.current_epoch + 1)  # its .item() waits for the device to finish
+        self._record(trainer, pl_module, trainer.current_epoch + 1)  # reading waits for the device to finish
         self.train_seconds += time.perf_counter() - self._epoch_started
 
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> None:
-        evaluator = trainer.datamodule.evaluator
-        weights, bias = module.original_weights()
-        loss = evaluator.loss(weights, bias)
+        values, losses = self._meter.read()
+        loss = losses[0]
         self.losses.append(loss)
-        metrics = {
-            "train/full_loss": loss,
-            "train/optimal_loss": evaluator.optimum.loss,
-            "train/loss_ratio": evaluator.ratio(loss),
-        }
+        metrics = dict(zip(self._tags, values))
+        metrics["train/full_loss"] = loss
+        metrics["train/loss_ratio"] = trainer.datamodule.evaluator.ratio(loss)
+        metrics.update(self._optimal)
         if epoch > 0:
             metrics["train/loss"] = module.mean_epoch_loss()
-        if evaluator.has_val:
-            self.val_loss = evaluator.val_loss(weights, bias)
-            metrics["val/loss"] = self.val_loss
-        metrics.update(named_weights("weights", "bias", weights, bias, evaluator.feature_names, evaluator.target_names))
+        if len(losses) > 1:
+            self.val_loss = metrics["val/loss"] = losses[1]
         trainer.logger.log_metrics(metrics, step=epoch)
 
     def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
@@ -123,20 +117,13 @@ class FitPicture(pl.Callback):
         trainer.logger.experiment.add_figure("fit", figure, global_step=trainer.current_epoch)
 
 
-def named_weights(
-    weights_tag: str,
-    bias_tag: str,
-    weights: torch.Tensor,
-    bias: torch.Tensor,
-    feature_names: list[str],
-    target_names: list[str],
-) -> dict[str, float]:
-    """`{weights_tag}/{target}/{feature}` and `{bias_tag}/{target}` for a weight matrix and bias."""
-    named = {}
-    for target, row, b in zip(target_names, weights.tolist(), bias.tolist()):
-        named.update({f"{weights_tag}/{target}/{feature}": w for feature, w in zip(feature_names, row)})
-        named[f"{bias_tag}/{target}"] = b
-    return named
+def weight_tags(weights_tag: str, bias_tag: str, feature_names: list[str], target_names: list[str]) -> list[str]:
+    """Tags for `[w_1 ... w_f, b]` of each target in turn: `{weights_tag}/{target}/{feature}`, `{bias_tag}/{target}`."""
+    return [
+        tag
+        for target in target_names
+        for tag in [*(f"{weights_tag}/{target}/{feature}" for feature in feature_names), f"{bias_tag}/{target}"]
+    ]
 
 
 class EpochProgressBar(pl.callbacks.ProgressBar):

@@ -13,10 +13,10 @@ BADLY_CONDITIONED = 1e6
 
 
 class Evaluator:
-    """Measures weights in the data's units on the training rows and the held-out rows, exactly and in
-    float64 from their QR factors, against the least-squares optimum of the training rows. Also keeps
-    an evenly spread sample of the training rows for pictures, and, for synthetic data, the weights
-    the rows were drawn from."""
+    """Everything a run measures its model against: the least-squares optimum of the training rows,
+    and a `meter` that reads the model's loss on the training and held-out rows, exactly and in
+    float64 from their QR factors, in the data's units. Also keeps an evenly spread sample of the
+    training rows for pictures, and, for synthetic data, the weights the rows were drawn from."""
 
     def __init__(
         self,
@@ -26,7 +26,7 @@ class Evaluator:
         true_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         self.feature_names, self.target_names = train.feature_names, train.target_names
-        self.standardized = scaler is not None
+        self.scaler = scaler
         self._train = QRFactor(train.features, train.targets)
         self._val = QRFactor(val.features, val.targets) if val is not None else None
         stats = (scaler.feature_mean, scaler.feature_std) if scaler is not None else ()
@@ -35,17 +35,9 @@ class Evaluator:
         self.sample = Table(train.features[rows], train.targets[rows], train.feature_names, train.target_names)
         self.true_weights = true_weights
 
-    @property
-    def has_val(self) -> bool:
-        return self._val is not None
-
-    def loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float:
-        """Mean squared error on every training row."""
-        return self._train.loss(weights, bias)
-
-    def val_loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float | None:
-        """Mean squared error on the held-out rows; None without them."""
-        return self._val.loss(weights, bias) if self._val is not None else None
+    def meter(self, weight: torch.Tensor, bias: torch.Tensor) -> "ParameterMeter":
+        """A meter of a model's own weight and bias (standardized, if the data is), which training changes in place."""
+        return ParameterMeter(weight, bias, [qr for qr in (self._train, self._val) if qr is not None], self.scaler)
 
     def ratio(self, loss: float) -> float:
         """How many times the optimal loss `loss` is (1.0: as good as least squares)."""
@@ -57,13 +49,55 @@ class Evaluator:
             return None
         advice = (
             "use optim=lbfgs with trainer.precision=64"
-            if self.standardized
+            if self.scaler is not None
             else "use data.standardize=true, and optim=lbfgs with trainer.precision=64"
         )
         return (
             f"Warning: the features are badly conditioned (condition number {self.optimum.condition:.2g}), so "
             f"gradient descent will approach the optimum slowly; {advice}."
         )
+
+
+class ParameterMeter:
+    """Measures a model's weight and bias, as training changes them in place, in a few tensor
+    operations on reused buffers: it is read every epoch. `read()` gives them in the data's units
+    as `[w_1 ... w_f, b]` per target, and their loss on each QR-factored set of rows."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, sets: list[QRFactor], scaler: Scaler | None) -> None:
+        targets, features = weight.shape
+        self._parameters = [weight.detach(), bias.detach()[:, None]]  # views: they follow the training
+        # One buffer read out at once: [W | b] in the data's units, then the norm of each set's residual.
+        self._readout = torch.empty(targets * (features + 1) + len(sets), dtype=torch.float64)
+        self._data = self._readout[: targets * (features + 1)].view(targets, features + 1)
+        self._norms = self._readout[targets * (features + 1) :]
+        self._model = self._data if scaler is None else torch.empty_like(self._data)  # [W | b] as the model holds them
+        if scaler is not None:  # [W | b] in data units = ([W | b] @ transform) * target_std + [0 | target_mean]
+            mean, std = scaler.feature_mean.double().cpu(), scaler.feature_std.double().cpu()
+            self._transform = torch.eye(features + 1, dtype=torch.float64)
+            self._transform[:features, :features] = torch.diag(1 / std)
+            self._transform[:features, features] = -mean / std
+            self._target_std = scaler.target_std.double().cpu()[:, None]
+            self._target_mean = torch.zeros_like(self._model)
+            self._target_mean[:, features] = scaler.target_mean.double().cpu()
+        self._solution = self._data.T  # [W^T; b^T], what multiplies the design [X 1]
+        # Per set: the design and minus the targets of its R factor, a residual buffer, and its element count.
+        self._sets = [
+            (qr.r[:, : features + 1], -qr.r[:, features + 1 :], torch.empty(len(qr.r), targets, dtype=torch.float64))
+            for qr in sets
+        ]
+        self._numels = [qr.numel for qr in sets]
+
+    def read(self) -> tuple[list[float], list[float]]:
+        """The weights and biases in the data's units, and the loss on each set (infinite once overflowed)."""
+        torch.cat(self._parameters, dim=1, out=self._model)
+        if self._model is not self._data:
+            torch.addcmul(self._target_mean, self._model @ self._transform, self._target_std, out=self._data)
+        for norm, (design, minus_targets, residual) in zip(self._norms, self._sets):
+            torch.linalg.vector_norm(torch.addmm(minus_targets, design, self._solution, out=residual), out=norm)
+        (*values,) = self._readout.tolist()
+        norms = values[len(values) - len(self._sets) :]
+        losses = [norm**2 / numel if not math.isnan(norm) else math.inf for norm, numel in zip(norms, self._numels)]
+        return values[: len(values) - len(self._sets)], losses
 
 
 def spread_rows(rows: int, count: int) -> torch.Tensor:

@@ -11,7 +11,6 @@ orthonormal, so a (p+t) x (p+t) product gives the whole data set's mean squared 
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 BLOCK_ROWS = 16384
@@ -29,19 +28,13 @@ class QRFactor:
             ones = torch.ones(len(x), 1, dtype=torch.float64, device=x.device)
             r = torch.linalg.qr(torch.cat([r, torch.cat([x.double(), ones, y.double()], dim=1)]), mode="r")[1]
         self.r = r.cpu()
-        # NumPy: the loss is measured every epoch, and on arrays this small its per-call cost is a quarter of torch's.
-        self._design, self._targets = (
-            self.r[:, : self.num_features + 1].numpy(),
-            self.r[:, self.num_features + 1 :].numpy(),
-        )
 
     def loss(self, weights: torch.Tensor, bias: torch.Tensor) -> float:
         """The mean squared error of `features @ weights.T + bias` over every row, in float64
         (infinite for weights that have overflowed)."""
-        solution = np.concatenate([weights.T.cpu().numpy(), bias[None, :].cpu().numpy()]).astype(np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):  # overflowed weights: inf or nan, reported as inf
-            residual = self._design @ solution - self._targets
-            loss = float(np.vdot(residual, residual)) / self.numel
+        solution = torch.cat([weights.T, bias[None, :]]).to("cpu", torch.float64)
+        p = self.num_features + 1
+        loss = torch.linalg.vector_norm(self.r[:, :p] @ solution - self.r[:, p:]).item() ** 2 / self.numel
         return math.inf if math.isnan(loss) else loss
 
 
