@@ -14,7 +14,7 @@ import bench
 
 @pytest.fixture
 def tiny_sizes(monkeypatch):
-    monkeypatch.setattr(bench, "REPEATS", 1)
+    monkeypatch.setattr(bench, "REPEATS", 2)
     monkeypatch.setattr(bench, "BIG", {**bench.BIG, "n": 3000, "num_features": 4, "num_targets": 2, "batch_size": 512})
     monkeypatch.setattr(bench, "SMALL", {**bench.SMALL, "epochs": 3, "repeats": 1})
 
@@ -24,6 +24,6 @@ def test_big_and_small_data_are_measured_against_their_plain_loops(tiny_sizes, t
     for result in results.values():
         figures = [value for value in result.values() if isinstance(value, dict)]
         assert figures and all(0 < figure["min"] <= figure["median"] <= figure["max"] < math.inf for figure in figures)
-        assert 0 < result["ratio"] < math.inf
+        assert "ratio" in {key for key, value in result.items() if isinstance(value, dict)}
     table = bench.table({"benchmarks": results})
     assert "| big data, CPU |" in table and "plain loop" in table and "tutorial loop" in table
