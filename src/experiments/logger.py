@@ -1,15 +1,21 @@
-"""TensorBoard logging at one event per epoch, written on the logger's own schedule."""
+"""TensorBoard logging at one event per epoch, written on the logger's own schedule, in the caller's thread."""
 
+import io
+import os
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import google_crc32c
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.summary.writer import record_writer
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -18,27 +24,72 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-# TensorBoard's writer checksums every record in pure Python, which costs more than a small-data step.
-record_writer.masked_crc32c = masked_crc32c
+class EventFile:
+    """One TensorBoard event file, written synchronously: TensorBoard's own writer hands every record
+    to a thread of its own and checksums it in pure Python, each costing more than a small-data step.
+    It offers what `TensorBoardLogger` and this project write through: summaries, figures, flush, close."""
+
+    def __init__(self, folder: str | Path) -> None:
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.0"
+        self.path = Path(folder) / name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("wb")
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event: Event) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(
+            b"".join([header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))])
+        )
+
+    def add_summary(self, summary: Summary, global_step: int | None = None, walltime: float | None = None) -> None:
+        self._write(Event(summary=summary, step=global_step or 0, wall_time=walltime or time.time()))
+
+    def _get_file_writer(self) -> "EventFile":
+        """What `TensorBoardLogger.log_hyperparams` writes its HPARAMS summaries through (SummaryWriter's name)."""
+        return self
+
+    def add_figure(self, tag: str, figure: Any, global_step: int | None = None) -> None:
+        """A matplotlib figure as an image (TensorBoard's IMAGES tab)."""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        png = buffer.getvalue()
+        width, height = struct.unpack(">II", png[16:24])  # from the PNG's header
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+        self.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), global_step)
+
+    def flush(self) -> None:
+        if not self._file.closed:  # Lightning saves, and so flushes, after it has closed the experiment
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class EpochLogger(TensorBoardLogger):
-    """A TensorBoardLogger whose event file lies directly in `run_dir` (TensorBoard names the run by
-    that folder), and whose `log_metrics` turns each call's metrics into a single event, where
+    """A TensorBoardLogger whose one event file lies directly in `run_dir` (TensorBoard names the run
+    by that folder), and whose `log_metrics` turns each call's metrics into a single event, where
     Lightning's writes one per number.
 
     Events are kept and written together every `WRITE_SECONDS` (or `MAX_PENDING` events), on
-    `write_pending()` and at `finalize`, and the writer is waited for: its thread, woken every
-    epoch, held small-data training up. Waiting also puts the events on disk within a second.
+    `write_pending()` and at `finalize`, so they are on disk within a second.
     """
 
     WRITE_SECONDS = 1.0
-    MAX_PENDING = 1000  # the writer's queue is made as long, so handing events over never waits
+    MAX_PENDING = 1000
 
     def __init__(self, run_dir: str | Path) -> None:
-        super().__init__(save_dir=run_dir, name="", version="", default_hp_metric=False, max_queue=self.MAX_PENDING)
+        super().__init__(save_dir=run_dir, name="", version="", default_hp_metric=False)
         self._pending: deque[tuple[int | None, float, Mapping[str, float]]] = deque()  # (step, wall time, metrics)
         self._write_after = 0.0
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> EventFile:
+        if self._experiment is None:
+            self._experiment = EventFile(self.log_dir)
+        return self._experiment
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -48,14 +99,13 @@ class EpochLogger(TensorBoardLogger):
 
     @rank_zero_only
     def write_pending(self) -> None:
-        """Write the events logged since the last write, and wait for the writer. Each leaves the queue
-        once handed over, so a Ctrl-C in the wait never gets one written twice."""
+        """Write the events logged since the last write. Each leaves the queue once written, so an
+        interrupted write never gets one written twice."""
         if self._pending:
-            writer = self.experiment.file_writer
             while self._pending:
                 step, wall_time, metrics = self._pending[0]
                 values = [Summary.Value(tag=tag, simple_value=value) for tag, value in metrics.items()]
-                writer.add_summary(Summary(value=values), global_step=step, walltime=wall_time)
+                self.experiment.add_summary(Summary(value=values), step, wall_time)
                 self._pending.popleft()
             self.experiment.flush()
         self._write_after = time.perf_counter() + self.WRITE_SECONDS
