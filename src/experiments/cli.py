@@ -20,7 +20,8 @@ from omegaconf.errors import ValidationError
 from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
 
-EXPECTED = {"Integer": "a whole number", "Boolean": "true or false", "Float": "a number", "bool": "true or false"}
+# What each type OmegaConf names in its message takes, in words.
+EXPECTED = {"Integer": "a whole number", "Float": "a number", "bool": "true or false"}
 
 
 def type_error_line(error: BaseException) -> str | None:
@@ -30,11 +31,9 @@ def type_error_line(error: BaseException) -> str | None:
     if not (isinstance(error, ConfigCompositionException) and isinstance(cause, ValidationError)):
         return None
     expected = next((words for name, words in EXPECTED.items() if name in cause.msg), None)
-    value = getattr(cause, "value", None)
-    shown = repr(value) if value is not None else cause.msg.split("'")[1] if "'" in cause.msg else "?"
     if expected is None:
         return f"{cause.full_key}: {cause.msg}"
-    return f"{cause.full_key} must be {expected}; got {shown}."
+    return f"{cause.full_key} must be {expected}; got {cause.value!r}."
 
 
 def _answer_type_errors_in_one_line(run_and_report):
