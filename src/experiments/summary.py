@@ -99,6 +99,11 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
+def _ratio(ratio: float | None) -> str:
+    """A loss ratio as a student reads it: 1.0003, not 1, near the optimum; 289.5 far from it."""
+    return "inf" if ratio is None or not math.isfinite(ratio) else f"{ratio:.4f}" if ratio < 10 else f"{ratio:.4g}"
+
+
 def _shown_path(path: Path) -> str:
     """The path as the user would type it: relative to where they are, if it lies below."""
     try:
@@ -112,7 +117,7 @@ def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False)
     `compact`, for the jobs of a sweep, is one line: the sweep's table follows at the end."""
     if compact:
         return (
-            f"  {summary['status']}: loss {summary['final_loss']:.6g} ({summary['loss_ratio']:.4g}x optimal) "
+            f"  {summary['status']}: loss {summary['final_loss']:.6g} ({_ratio(summary['loss_ratio'])}x optimal) "
             f"after {summary['epochs']} epochs, {summary['seconds']:.2f} s"
         )
     lines = []
@@ -132,7 +137,7 @@ def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False)
         where = "the training rows " if summary.get("val_loss") is not None else "the whole data set"
         lines.append(f"  loss on {where}  {summary['final_loss']:.6g}")
         lines.append(
-            f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   ratio {summary['loss_ratio']:.4g}x"
+            f"  optimal loss (least squares) {summary['optimal_loss']:.6g}   ratio {_ratio(summary['loss_ratio'])}x"
         )
         if summary.get("val_loss") is not None:
             lines.append(f"  loss on the validation rows  {summary['val_loss']:.6g}")
