@@ -1,7 +1,7 @@
 """Shuffled mini-batches served straight from one tensor on the training device.
 
-A per-sample `DataLoader(TensorDataset)` collates every batch row by row: at 2 million rows that
-is tens of times slower than the training step itself. Here an epoch is one seeded `randperm`,
+A per-sample `DataLoader(TensorDataset)` collates every batch row by row, which at millions of rows
+costs far more than the training step itself. Here an epoch is one seeded `randperm`,
 and each mini-batch is gathered by it into one reused buffer just before its step: no second copy
 of the data, and the gathered rows are still in cache when the step reads them.
 

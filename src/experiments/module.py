@@ -48,8 +48,7 @@ class RegressionModule(pl.LightningModule):
         self._epoch_steps = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook, about 30 times an epoch, and nn.Module's
-        # search of its parameters and submodules made that a tenth of a small-data epoch.
+        # Plain attributes skip nn.Module's search of parameters and submodules: Lightning sets one around every hook.
         if name in self.__dict__ and not isinstance(value, (torch.Tensor, nn.Module)):
             object.__setattr__(self, name, value)
         else:
