@@ -60,29 +60,35 @@ class Evaluator:
 
 class ParameterMeter:
     """Measures a model's weight and bias, as training changes them in place, in a few tensor
-    operations on reused buffers: it is read every epoch. `read()` gives them in the data's units
-    as `[w_1 ... w_f, b]` per target, and their loss on each QR-factored set of rows."""
+    operations on reused buffers on the parameters' device: it is read every epoch. `read()` gives
+    them in the data's units as `[w_1 ... w_f, b]` per target, and their loss on each QR-factored
+    set of rows."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, sets: list[QRFactor], scaler: Scaler | None) -> None:
         targets, features = weight.shape
+        like = {"dtype": torch.float64, "device": weight.device}
         self._parameters = [weight.detach(), bias.detach()[:, None]]  # views: they follow the training
         # One buffer read out at once: [W | b] in the data's units, then the norm of each set's residual.
-        self._readout = torch.empty(targets * (features + 1) + len(sets), dtype=torch.float64)
+        self._readout = torch.empty(targets * (features + 1) + len(sets), **like)
         self._data = self._readout[: targets * (features + 1)].view(targets, features + 1)
         self._norms = self._readout[targets * (features + 1) :]
         self._model = self._data if scaler is None else torch.empty_like(self._data)  # [W | b] as the model holds them
         if scaler is not None:  # [W | b] in data units = ([W | b] @ transform) * target_std + [0 | target_mean]
-            mean, std = scaler.feature_mean.double().cpu(), scaler.feature_std.double().cpu()
-            self._transform = torch.eye(features + 1, dtype=torch.float64)
+            mean, std = scaler.feature_mean.to(**like), scaler.feature_std.to(**like)
+            self._transform = torch.eye(features + 1, **like)
             self._transform[:features, :features] = torch.diag(1 / std)
             self._transform[:features, features] = -mean / std
-            self._target_std = scaler.target_std.double().cpu()[:, None]
+            self._target_std = scaler.target_std.to(**like)[:, None]
             self._target_mean = torch.zeros_like(self._model)
-            self._target_mean[:, features] = scaler.target_mean.double().cpu()
+            self._target_mean[:, features] = scaler.target_mean.to(**like)
         self._solution = self._data.T  # [W^T; b^T], what multiplies the design [X 1]
-        # Per set: the design and minus the targets of its R factor, a residual buffer, and its element count.
+        # Per set: the design and minus the targets of its R factor, and a residual buffer.
         self._sets = [
-            (qr.r[:, : features + 1], -qr.r[:, features + 1 :], torch.empty(len(qr.r), targets, dtype=torch.float64))
+            (
+                qr.r[:, : features + 1].to(**like),
+                -qr.r[:, features + 1 :].to(**like),
+                torch.empty(len(qr.r), targets, **like),
+            )
             for qr in sets
         ]
         self._numels = [qr.numel for qr in sets]
@@ -94,10 +100,10 @@ class ParameterMeter:
             torch.addcmul(self._target_mean, self._model @ self._transform, self._target_std, out=self._data)
         for norm, (design, minus_targets, residual) in zip(self._norms, self._sets):
             torch.linalg.vector_norm(torch.addmm(minus_targets, design, self._solution, out=residual), out=norm)
-        (*values,) = self._readout.tolist()
-        norms = values[len(values) - len(self._sets) :]
-        losses = [norm**2 / numel if not math.isnan(norm) else math.inf for norm, numel in zip(norms, self._numels)]
-        return values[: len(values) - len(self._sets)], losses
+        values = self._readout.tolist()  # one copy from the device, and the only wait for it
+        split = len(values) - len(self._sets)
+        losses = [norm**2 / n if not math.isnan(norm) else math.inf for norm, n in zip(values[split:], self._numels)]
+        return values[:split], losses
 
 
 def spread_rows(rows: int, count: int) -> torch.Tensor:
