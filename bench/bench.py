@@ -38,7 +38,7 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def paired(framework: list[float], baseline: list[float], higher_is_better: bool = False) -> dict[str, float]:
+def paired(framework: list[float], baseline: list[float]) -> dict[str, float]:
     """The ratio of each pair (framework / baseline for times, framework speed / baseline speed for
     rates), measured one right after the other: its median, and its range, which a busy moment widens."""
     return spread([f / b for f, b in zip(framework, baseline)])

@@ -66,7 +66,7 @@ def test_gradient_descent_converges_just_below_the_stable_learning_rate_and_dive
     assert not final_loss(1.05 * limit) < 1e6
 
 
-def test_the_loss_of_any_weights_from_the_moments_is_the_loss_on_the_data(monkeypatch):
+def test_the_loss_of_any_weights_from_the_r_factor_is_the_loss_on_the_data(monkeypatch):
     generator = torch.Generator().manual_seed(1)
     x, y = torch.randn(500, 3, generator=generator), torch.randn(500, 2, generator=generator)
     weights, bias = torch.randn(2, 3, generator=generator), torch.randn(2, generator=generator)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,27 @@ def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
     assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2, 3]
 
 
-def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
+@pytest.fixture
+def sigint_restored():
+    """Lightning ignores SIGINT for the rest of the process after a Ctrl-C; the test process must not."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_ctrl_c_before_training_starts_ends_the_run_without_a_traceback(make_cfg, monkeypatch, sigint_restored):
+    from experiments.datamodule import RegressionDataModule
+
+    def interrupted(self, stage):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RegressionDataModule, "setup", interrupted)
+    with pytest.raises(SystemExit) as exit_status:
+        train(make_cfg("trainer.max_epochs=5"))
+    assert exit_status.value.code == 130
+
+
+def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch, sigint_restored):
     """Ctrl-C most often lands while a batch of epochs is being written (waiting for the writer);
     the final write that follows it must not write them a second time."""
     from experiments.logger import EpochLogger
@@ -193,8 +214,10 @@ def test_a_diverging_run_stops_and_says_so(make_cfg, capsys):
 def test_an_overflowing_loss_is_recorded_as_null(make_cfg):
     cfg = make_cfg("optim.lr=1e36", "trainer.max_epochs=5")  # the float32 weights overflow in one step
     assert train(cfg)["final_loss"] == math.inf
-    saved = json.loads((Path(cfg.output_dir) / "summary.json").read_text())
+    text = (Path(cfg.output_dir) / "summary.json").read_text()
+    saved = json.loads(text, parse_constant=lambda name: pytest.fail(f"summary.json holds {name}, which is not JSON"))
     assert saved["status"] == "diverged" and saved["final_loss"] is None and saved["loss_ratio"] is None
+    assert all(w is None or math.isfinite(w) for row in saved["weights"] for w in row)
 
 
 def test_runs_are_reproducible_from_the_seed(make_cfg):
@@ -257,9 +280,23 @@ def test_often_set_keys_work_without_a_plus(make_cfg):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_trains_on_the_gpu(make_cfg):
-    summary = train(make_cfg("accelerator=gpu", "trainer.max_epochs=2", "data.shuffle=true", "data.batch_size=5"))
-    assert summary["status"] == "ok" and summary["accelerator"] == "gpu"
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("trainer.max_epochs=2", "data.shuffle=true", "data.batch_size=5"),
+        (
+            "data=synthetic",
+            "data.n=2000",
+            "data.val_fraction=0.1",
+            "data.standardize=true",
+            "optim.lr=0.1",
+            "trainer.max_epochs=3",
+        ),
+    ],
+)
+def test_trains_on_the_gpu(make_cfg, overrides):
+    summary = train(make_cfg("accelerator=gpu", *overrides))
+    assert summary["status"] == "ok" and summary["device"] == "cuda" and summary["loss_ratio"] < math.inf
 
 
 def test_record_checksums_are_tensorboards_own():

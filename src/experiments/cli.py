@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra._internal import utils as hydra_internal_utils
@@ -19,6 +20,7 @@ from omegaconf.errors import ValidationError
 
 from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
+from experiments.summary import objective
 
 # What each type OmegaConf names in its message takes, in words.
 EXPECTED = {"Integer": "a whole number", "Float": "a number", "bool": "true or false"}
@@ -58,7 +60,7 @@ def _answer_type_errors_in_one_line(run_and_report):
 hydra_internal_utils.run_and_report = _answer_type_errors_in_one_line(hydra_internal_utils.run_and_report)
 
 
-def exit_with(error: UserError, run_dir: Path | None = None) -> None:
+def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
     """Print a user's mistake in one line, remove the folder it would have written, and exit 2."""
     if run_dir is not None and run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir)  # it holds nothing but Hydra's copy of the config
@@ -84,7 +86,7 @@ def train_main(cfg: DictConfig) -> float:
         summary = train(cfg)
     except UserError as error:
         exit_with(error, run_dir)
-    return summary["final_loss"] if summary["status"] == "ok" else float("inf")
+    return objective(summary)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

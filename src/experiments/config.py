@@ -27,9 +27,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 class DataConfig:
     batch_size: int | None = None  # null: the whole data set in one batch (full-batch gradient descent)
     shuffle: bool = False  # reshuffle the rows every epoch (seeded)
-    val_fraction: float = (
-        0.0  # share of rows held out for val/loss (seeded); the tutorials measure on the training data
-    )
+    # The share of rows held out for val/loss (seeded); the tutorials measure on the training data.
+    val_fraction: float = 0.0
     standardize: bool = False  # train on z-scores of the training split; results stay in the data's units
 
 

@@ -29,8 +29,7 @@ class Evaluator:
         self.scaler = scaler
         self._train = QRFactor(train.features, train.targets)
         self._val = QRFactor(val.features, val.targets) if val is not None else None
-        stats = (scaler.feature_mean, scaler.feature_std) if scaler is not None else ()
-        self.optimum: LeastSquares = least_squares(self._train, *stats)
+        self.optimum: LeastSquares = least_squares(self._train, scaler.design_transform() if scaler else None)
         rows = spread_rows(len(train), SAMPLE_ROWS).to(train.features.device)
         self.sample = Table(train.features[rows], train.targets[rows], train.feature_names, train.target_names)
         self.true_weights = true_weights
@@ -73,11 +72,8 @@ class ParameterMeter:
         self._data = self._readout[: targets * (features + 1)].view(targets, features + 1)
         self._norms = self._readout[targets * (features + 1) :]
         self._model = self._data if scaler is None else torch.empty_like(self._data)  # [W | b] as the model holds them
-        if scaler is not None:  # [W | b] in data units = ([W | b] @ transform) * target_std + [0 | target_mean]
-            mean, std = scaler.feature_mean.to(**like), scaler.feature_std.to(**like)
-            self._transform = torch.eye(features + 1, **like)
-            self._transform[:features, :features] = torch.diag(1 / std)
-            self._transform[:features, features] = -mean / std
+        if scaler is not None:  # [W | b] in data units = ([W | b] @ T^T) * target_std + [0 | target_mean]
+            self._transform = scaler.design_transform().T.to(**like)
             self._target_std = scaler.target_std.to(**like)[:, None]
             self._target_mean = torch.zeros_like(self._model)
             self._target_mean[:, features] = scaler.target_mean.to(**like)

@@ -20,7 +20,7 @@ class QRFactor:
     """The R factor of a data set's `[features 1 targets]`: all a linear model's loss on it depends on."""
 
     def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.num_features, self.rows, self.numel = features.shape[1], len(features), targets.numel()
+        self.num_features, self.numel = features.shape[1], targets.numel()
         width = self.num_features + 1 + targets.shape[1]
         r = torch.zeros(0, width, dtype=torch.float64, device=features.device)
         for start in range(0, len(features), BLOCK_ROWS):
@@ -49,21 +49,16 @@ class LeastSquares:
     max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
 
 
-def least_squares(
-    qr: QRFactor, feature_mean: torch.Tensor | None = None, feature_std: torch.Tensor | None = None
-) -> LeastSquares:
-    """The optimum of the data `qr` factors. With `feature_mean` and `feature_std` (standardization),
-    the condition number and stable learning rate are those of the standardized design the model
-    sees. gelsd (SVD-based) finds the optimum even when features are collinear.
+def least_squares(qr: QRFactor, design_transform: torch.Tensor | None = None) -> LeastSquares:
+    """The optimum of the data `qr` factors. With `design_transform` (standardization's, see
+    `Scaler.design_transform`), the condition number and stable learning rate are those of the
+    design the model sees. gelsd (SVD-based) finds the optimum even when features are collinear.
     """
     p = qr.num_features + 1
     design, rhs = qr.r[:, :p], qr.r[:, p:]
     solution = torch.linalg.lstsq(design, rhs, driver="gelsd").solution  # (p, targets)
-    if feature_mean is not None:  # [x 1] -> [(x - mean) / std, 1] is [x 1] @ transform
-        transform = torch.eye(p, dtype=torch.float64)
-        transform[:-1, :-1] = torch.diag(1 / feature_std.double().cpu())
-        transform[-1, :-1] = -feature_mean.double().cpu() / feature_std.double().cpu()
-        design = design @ transform
+    if design_transform is not None:
+        design = design @ design_transform.cpu()
     singular = torch.linalg.svdvals(design)
     weights, bias = solution[:-1].T.contiguous(), solution[-1].clone()
     # The loss's Hessian is 2 / numel * D^T D (F.mse_loss averages over every element), and gradient

@@ -99,14 +99,13 @@ class EpochLogger(TensorBoardLogger):
 
     @rank_zero_only
     def write_pending(self) -> None:
-        """Write the events logged since the last write. Each leaves the queue once written, so an
-        interrupted write never gets one written twice."""
+        """Write the events logged since the last write. Each leaves the queue before it is written,
+        so an interrupted write never writes one twice (TensorBoard would show its step twice)."""
         if self._pending:
             while self._pending:
-                step, wall_time, metrics = self._pending[0]
+                step, wall_time, metrics = self._pending.popleft()
                 values = [Summary.Value(tag=tag, simple_value=value) for tag, value in metrics.items()]
                 self.experiment.add_summary(Summary(value=values), step, wall_time)
-                self._pending.popleft()
             self.experiment.flush()
         self._write_after = time.perf_counter() + self.WRITE_SECONDS
 

@@ -42,6 +42,14 @@ class Scaler(nn.Module):
     def unscale_targets(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.target_std.to(y.dtype) + self.target_mean.to(y.dtype)
 
+    def design_transform(self) -> torch.Tensor:
+        """T (float64) with `[x 1] @ T = [(x - mean) / std, 1]`: the design the model sees, from the data's."""
+        features = len(self.feature_mean)
+        transform = torch.eye(features + 1, dtype=torch.float64, device=self.feature_mean.device)
+        transform[:features, :features] = torch.diag(1 / self.feature_std)
+        transform[features, :features] = -self.feature_mean / self.feature_std
+        return transform
+
     def original_weights(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The standardized model's weight (t, f) and bias (t) in the data's units:
         y = ts * (W (x - fm) / fs + b) + tm  =  (ts W / fs) x + (tm + ts b - (ts W / fs) fm)."""

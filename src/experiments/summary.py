@@ -19,8 +19,18 @@ SHOWN_TERMS = 8  # weights printed per target; all of them are in summary.json
 SHOWN_TARGETS = 8
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float, however deeply nested (a diverged run's weights), as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def objective(summary: dict[str, Any]) -> float:
+    """The number a sweeper such as Optuna minimizes: the final loss, or infinity unless the run ended ok."""
+    return summary["final_loss"] if summary["status"] == "ok" else math.inf
 
 
 def run_settings(cfg: "DictConfig", choices: dict[str, str], datamodule: "RegressionDataModule") -> dict[str, Any]:
@@ -91,10 +101,11 @@ def run_summary(
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """Write `summary.json`; non-finite numbers (a diverged run) become null, which JSON can hold."""
-    clean = {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in summary.items()}
     path = run_dir / "summary.json"
     partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(clean, indent=2) + "\n")
+    partial.write_text(
+        json.dumps({key: _json_safe(value) for key, value in summary.items()}, indent=2, allow_nan=False) + "\n"
+    )
     partial.replace(path)  # atomic: a reader never sees half a file
     return path
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.compare import write_comparison
 from experiments.errors import UserError
 from experiments.runs import load_runs
-from experiments.summary import write_summary
+from experiments.summary import objective, write_summary
 
 
 def run_sweep_job(cfg: DictConfig) -> float:
@@ -37,7 +37,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
     except SystemExit:  # Ctrl-C: Hydra will not reach the end of the sweep, so summarize it here
         SweepSummary().summarize(Path(HydraConfig.get().sweep.dir))
         raise
-    return summary["final_loss"] if summary["status"] == "ok" else math.inf
+    return objective(summary)
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, error: Exception) -> None:

@@ -60,6 +60,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if not trainer.interrupted:
             raise
     seconds = time.perf_counter() - started
+    if trainer.interrupted and not recorder.losses:  # Ctrl-C before training started: nothing to record
+        raise SystemExit(130)
 
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     summary = run_summary(settings, trainer, module, datamodule, recorder, divergence, seconds)
