@@ -26,7 +26,7 @@ class EpochRecorder(pl.Callback):
         self._epoch_started = 0.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
-        evaluator = trainer.datamodule.evaluator
+        self._evaluator = evaluator = trainer.datamodule.evaluator
         names = evaluator.feature_names, evaluator.target_names
         if evaluator.true_weights is not None:  # synthetic data: what training should find
             true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
@@ -35,7 +35,6 @@ class EpochRecorder(pl.Callback):
             )
         self._meter = evaluator.meter(pl_module.model.weight, pl_module.model.bias)
         self._tags = weight_tags("weights", "bias", *names)
-        self._optimal = {"train/optimal_loss": evaluator.optimum.loss}
         self._record(trainer, pl_module, epoch=0)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
@@ -51,8 +50,8 @@ class EpochRecorder(pl.Callback):
         self.losses.append(loss)
         metrics = dict(zip(self._tags, values))
         metrics["train/full_loss"] = loss
-        metrics["train/loss_ratio"] = trainer.datamodule.evaluator.ratio(loss)
-        metrics.update(self._optimal)
+        metrics["train/optimal_loss"] = self._evaluator.optimum.loss
+        metrics["train/loss_ratio"] = self._evaluator.ratio(loss)
         if epoch > 0:
             metrics["train/loss"] = module.mean_epoch_loss()
         if len(losses) > 1:
@@ -64,7 +63,7 @@ class EpochRecorder(pl.Callback):
         started = time.perf_counter()
         trainer.logger.write_pending()
         self.train_seconds += time.perf_counter() - started
-        final = {"final/loss": self.losses[-1], "final/loss_ratio": trainer.datamodule.evaluator.ratio(self.losses[-1])}
+        final = {"final/loss": self.losses[-1], "final/loss_ratio": self._evaluator.ratio(self.losses[-1])}
         trainer.logger.log_hyperparams(module.hparams, metrics=final, step=len(self.losses) - 1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
