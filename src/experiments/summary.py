@@ -50,7 +50,6 @@ def run_settings(cfg: "DictConfig", choices: dict[str, str], datamodule: "Regres
 
 
 def run_summary(
-    settings: dict[str, Any],
     trainer: "pl.Trainer",
     module: "RegressionModule",
     datamodule: "RegressionDataModule",
@@ -59,7 +58,8 @@ def run_summary(
     seconds: float,
 ) -> dict[str, Any]:
     """Everything summary.json records of a fitted run: how it ended, its loss against the optimum,
-    the weights learned and the optimal ones in the data's units, its size and speed, and `settings`."""
+    the weights learned and the optimal ones in the data's units, its size and speed, and what it
+    was set to do (the module's hparams)."""
     import torch
 
     evaluator = datamodule.evaluator
@@ -93,7 +93,7 @@ def run_summary(
         "seconds": seconds,
         "train_seconds": recorder.train_seconds,
         "rows_per_second": datamodule.rows * epochs / recorder.train_seconds if recorder.train_seconds else None,
-        **settings,
+        **module.hparams,
         "device": trainer.strategy.root_device.type,
         "threads": torch.get_num_threads(),
     }

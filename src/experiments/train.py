@@ -64,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(130)
 
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    summary = run_summary(settings, trainer, module, datamodule, recorder, divergence, seconds)
+    summary = run_summary(trainer, module, datamodule, recorder, divergence, seconds)
     write_summary(run_dir, summary)
     print(format_result(summary, run_dir, compact=multirun), flush=True)
     if trainer.interrupted:
