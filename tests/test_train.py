@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hydra.errors import ConfigCompositionException
 
 from experiments.cli import type_error_line
@@ -177,6 +178,18 @@ def test_hparams_and_picture_are_logged(make_cfg):
     assert hparams["data"].string_value == "toy" and hparams["model"].string_value == "scratch"
     assert hparams["lr"].number_value == pytest.approx(1e-3)
     assert {"optim", "batch_size", "max_epochs", "seed"} <= set(hparams)
+
+
+def test_hparams_yaml_is_written_as_lightning_writes_it(make_cfg, tmp_path):
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+    cfg = make_cfg("trainer.max_epochs=1")
+    summary = train(cfg)
+    save_hparams_to_yaml(
+        tmp_path / "lightning.yaml",
+        {key: summary[key] for key in yaml.safe_load((Path(cfg.output_dir) / "hparams.yaml").read_text())},
+    )
+    assert (Path(cfg.output_dir) / "hparams.yaml").read_text() == (tmp_path / "lightning.yaml").read_text()
 
 
 def test_loss_falls_and_gd_on_the_toy_set_reaches_the_optimum(make_cfg):

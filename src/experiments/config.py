@@ -134,6 +134,9 @@ class Config:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 42
+    # The picture of the fit in TensorBoard's IMAGES tab. null: for a single run, not for each job
+    # of a sweep (drawing one costs more than training a small job); true: always; false: never.
+    fit_picture: bool | None = None
     output_dir: str = MISSING  # where this job writes; config.yaml sets it from Hydra
 
 
@@ -167,6 +170,16 @@ def register() -> None:
 register()
 
 
+def to_yaml(container: Any) -> str:
+    """Plain values (dicts, lists, scalars) as `OmegaConf.to_yaml` writes them, without making a DictConfig."""
+    import yaml
+    from omegaconf._utils import get_omega_conf_dumper
+
+    return yaml.dump(
+        container, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=get_omega_conf_dumper()
+    )
+
+
 def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
     """The config `python train.py *overrides` runs, writing to `output_dir`, with Hydra's runtime set
     as for a single run (`train` reads it): how tests and the benchmark make a run without the command line."""
@@ -176,6 +189,18 @@ def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)  # ${hydra:runtime.output_dir} is unset outside @hydra.main
     return cfg
+
+
+class Values(dict):
+    """A job's config resolved to plain values, read as a DictConfig is (`cfg.optim.lr`), at a
+    thousandth of the cost of making one: how a sweep checks thousands of jobs."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Values(value) if isinstance(value, dict) else value
 
 
 PRECISIONS = {"32", "32-true", "64", "64-true"}

@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from experiments.runs import Run
 
 
+LEGEND_RUNS = 30  # runs named in a legend; a bigger sweep's others are drawn unnamed
+
+
 def _figure(**kwargs) -> "Figure":
     """A matplotlib Figure that draws without a display."""
     import matplotlib
@@ -61,7 +64,8 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
     plotted = [
         (run, label) for run, label in zip(runs, labels) if any(math.isfinite(v) and v > 0 for _, v in run.curve)
     ]
-    fig = _figure(figsize=(11, max(4.5, 0.19 * len(plotted) + 1.5)), layout="constrained")
+    named = min(len(plotted), LEGEND_RUNS)
+    fig = _figure(figsize=(11, max(4.5, 0.19 * named + 1.5)), layout="constrained")
     ax = fig.subplots()
     colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
     for i, (run, label) in enumerate(plotted):
@@ -69,7 +73,7 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
         color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
         if run.summary.get("status") != "ok":
             label += f" ({run.summary.get('status')})"
-        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
+        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label if i < named else None)
     optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
     for j, optimum in enumerate(optima):
         ax.axhline(
@@ -84,6 +88,7 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
     ax.grid(True, which="major", alpha=0.3)
     if plotted:
         ax.legend(
+            title=f"the best {named} of {len(plotted)}" if named < len(plotted) else None,
             loc="upper left",
             bbox_to_anchor=(1.01, 1),
             fontsize="small" if len(plotted) <= 15 else "x-small",

@@ -2,7 +2,6 @@
 nothing a run folder names is imported or called."""
 
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,15 +78,13 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
 
 
 def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """The whole-data loss per epoch (`train/full_loss`) from the run's TensorBoard file."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """The whole-data loss per epoch (`train/full_loss`) from the run's TensorBoard files."""
+    from experiments.logger import read_scalar_series
 
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # not "No path found after ..." per file
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
-    events.Reload()
-    if "train/full_loss" not in events.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in events.Scalars("train/full_loss")]
+    curve = {}
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        curve.update(read_scalar_series(path, "train/full_loss"))
+    return sorted(curve.items())
 
 
 def load_runs(paths: list[Path], curves: bool = True) -> list[Run]:
