@@ -75,7 +75,7 @@ def test_the_loss_of_any_weights_from_the_r_factor_is_the_loss_on_the_data(monke
     assert QRFactor(x, y).loss(weights, bias) == pytest.approx(on_the_data, rel=1e-12)
 
 
-def test_the_meter_reads_a_standardized_model_in_the_datas_units_as_it_trains():
+def test_the_meter_reads_standardized_models_in_the_datas_units_as_they_train():
     from experiments.evaluation import Evaluator
     from experiments.scaling import Scaler
 
@@ -85,14 +85,15 @@ def test_the_meter_reads_a_standardized_model_in_the_datas_units_as_it_trains():
         for rows in (slice(0, 12), slice(12, 15))
     )
     scaler = Scaler(3, 2).fit(train)
-    model = torch.nn.Linear(3, 2)
-    meter = Evaluator(train, val, scaler).meter(model.weight, model.bias)
+    members_weight, members_bias = torch.randn(3, 2, 3), torch.randn(3, 2)  # three members, as a sweep group trains
+    meter = Evaluator(train, val, scaler).meter(members_weight, members_bias)
     for _ in range(2):  # the same meter follows the parameters as they change in place
-        with torch.no_grad():
-            model.weight.add_(torch.randn(2, 3))
-        weights, bias = scaler.original_weights(model.weight.detach(), model.bias.detach())
-        values, (train_loss, val_loss) = meter.read()
-        assert values == pytest.approx(torch.cat([weights, bias[:, None]], dim=1).view(-1).tolist(), rel=1e-12)
-        for table, loss in ((train, train_loss), (val, val_loss)):
-            predictions = table.features.double() @ weights.T + bias
-            assert loss == pytest.approx(torch.mean((predictions - table.targets.double()) ** 2).item(), rel=1e-9)
+        members_weight.add_(torch.randn(3, 2, 3))
+        all_values, all_losses = meter.read()
+        for member in range(3):
+            weights, bias = scaler.original_weights(members_weight[member], members_bias[member])
+            values, (train_loss, val_loss) = all_values[member], all_losses[member]
+            assert values == pytest.approx(torch.cat([weights, bias[:, None]], dim=1).view(-1).tolist(), rel=1e-12)
+            for table, loss in ((train, train_loss), (val, val_loss)):
+                predictions = table.features.double() @ weights.T + bias
+                assert loss == pytest.approx(torch.mean((predictions - table.targets.double()) ** 2).item(), rel=1e-9)

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from tqdm.auto import tqdm
 
+from experiments.evaluation import Evaluator
 from experiments.module import RegressionModule
 
 
@@ -33,7 +34,7 @@ class EpochRecorder(pl.Callback):
             trainer.logger.log_metrics(
                 dict(zip(weight_tags("true/weights", "true/bias", *names), true.view(-1).tolist())), step=0
             )
-        self._meter = evaluator.meter(pl_module.model.weight, pl_module.model.bias)
+        self._meter = evaluator.meter(pl_module.model.weight[None], pl_module.model.bias[None])
         self._tags = weight_tags("weights", "bias", *names)
         self._record(trainer, pl_module, epoch=0)
 
@@ -45,18 +46,12 @@ class EpochRecorder(pl.Callback):
         self.train_seconds += time.perf_counter() - self._epoch_started
 
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> None:
-        values, losses = self._meter.read()
-        loss = losses[0]
-        self.losses.append(loss)
-        metrics = dict(zip(self._tags, values))
-        metrics["train/full_loss"] = loss
-        metrics["train/optimal_loss"] = self._evaluator.optimum.loss
-        metrics["train/loss_ratio"] = self._evaluator.ratio(loss)
-        if epoch > 0:
-            metrics["train/loss"] = module.mean_epoch_loss()
+        (values,), (losses,) = self._meter.read()
+        self.losses.append(losses[0])
         if len(losses) > 1:
-            self.val_loss = metrics["val/loss"] = losses[1]
-        trainer.logger.log_metrics(metrics, step=epoch)
+            self.val_loss = losses[1]
+        train_loss = module.mean_epoch_loss() if epoch > 0 else None
+        trainer.logger.log_metrics(epoch_metrics(self._tags, values, losses, self._evaluator, train_loss), step=epoch)
 
     def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
         """The epochs not yet written, waited for as part of training, then the run's hparams."""
@@ -74,6 +69,28 @@ class EpochRecorder(pl.Callback):
             self._log_final(trainer, pl_module)
 
 
+def epoch_metrics(
+    tags: list[str], values: list[float], losses: list[float], evaluator: Evaluator, train_loss: float | None
+) -> dict[str, float]:
+    """What TensorBoard shows of a model after an epoch: its weights by name, its loss on the whole
+    training set beside the optimum and their ratio, its epoch's mean mini-batch loss (`train_loss`,
+    none before training) and its held-out loss (the second of `losses`, if there are held-out rows)."""
+    metrics = dict(zip(tags, values))
+    metrics["train/full_loss"] = losses[0]
+    metrics["train/optimal_loss"] = evaluator.optimum.loss
+    metrics["train/loss_ratio"] = evaluator.ratio(losses[0])
+    if train_loss is not None:
+        metrics["train/loss"] = train_loss
+    if len(losses) > 1:
+        metrics["val/loss"] = losses[1]
+    return metrics
+
+
+def diverged(loss: float, initial_loss: float) -> bool:
+    """Whether a loss has stopped being finite or grown to `StopOnDivergence.GROWTH` times its value before training."""
+    return not math.isfinite(loss) or loss > StopOnDivergence.GROWTH * initial_loss
+
+
 class StopOnDivergence(pl.Callback):
     """Ends training at the epoch whose loss stops being finite or grows to `GROWTH` times its value
     before training: a diverged run is a result. (With a stable learning rate the loss never comes
@@ -87,8 +104,7 @@ class StopOnDivergence(pl.Callback):
         self.diverged_at_epoch: int | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loss = self.recorder.losses[-1]
-        if not math.isfinite(loss) or loss > self.GROWTH * self.recorder.losses[0]:
+        if diverged(self.recorder.losses[-1], self.recorder.losses[0]):
             self.diverged_at_epoch = trainer.current_epoch + 1
             trainer.should_stop = True
 

@@ -35,7 +35,8 @@ class Evaluator:
         self.true_weights = true_weights
 
     def meter(self, weight: torch.Tensor, bias: torch.Tensor) -> "ParameterMeter":
-        """A meter of a model's own weight and bias (standardized, if the data is), which training changes in place."""
+        """A meter of models' own weights (members x targets x features) and biases (members x
+        targets), standardized if the data is, which training changes in place."""
         return ParameterMeter(weight, bias, [qr for qr in (self._train, self._val) if qr is not None], self.scaler)
 
     def ratio(self, loss: float) -> float:
@@ -58,48 +59,60 @@ class Evaluator:
 
 
 class ParameterMeter:
-    """Measures a model's weight and bias, as training changes them in place, in a few tensor
-    operations on reused buffers on the parameters' device: it is read every epoch. `read()` gives
-    them in the data's units as `[w_1 ... w_f, b]` per target, and their loss on each QR-factored
-    set of rows."""
+    """Measures models' weights and biases, as training changes them in place, in a few tensor
+    operations on reused buffers on the parameters' device: it is read every epoch. `weight` is
+    (members x targets x features) and `bias` (members x targets), one member for a single run.
+    `read()` gives each member's `[w_1 ... w_f, b]` per target in the data's units, and its loss on
+    each QR-factored set of rows."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, sets: list[QRFactor], scaler: Scaler | None) -> None:
-        targets, features = weight.shape
+        members, targets, features = weight.shape
         like = {"dtype": torch.float64, "device": weight.device}
-        self._parameters = [weight.detach(), bias.detach()[:, None]]  # views: they follow the training
-        # One buffer read out at once: [W | b] in the data's units, then the norm of each set's residual.
-        self._readout = torch.empty(targets * (features + 1) + len(sets), **like)
-        self._data = self._readout[: targets * (features + 1)].view(targets, features + 1)
-        self._norms = self._readout[targets * (features + 1) :]
+        self._parameters = [weight.detach(), bias.detach()[:, :, None]]  # views: they follow the training
+        self._members, self._sets_count = members, len(sets)
+        # One buffer read out at once: each member's [W | b] in the data's units, then each set's residual norms.
+        size = members * targets * (features + 1)
+        self._readout = torch.empty(size + len(sets) * members, **like)
+        self._data = self._readout[:size].view(members, targets, features + 1)
+        self._norms = self._readout[size:].view(len(sets), members)
         self._model = self._data if scaler is None else torch.empty_like(self._data)  # [W | b] as the model holds them
         if scaler is not None:  # [W | b] in data units = ([W | b] @ T^T) * target_std + [0 | target_mean]
             self._transform = scaler.design_transform().T.to(**like)
             self._target_std = scaler.target_std.to(**like)[:, None]
-            self._target_mean = torch.zeros_like(self._model)
+            self._target_mean = torch.zeros(targets, features + 1, **like)
             self._target_mean[:, features] = scaler.target_mean.to(**like)
-        self._solution = self._data.T  # [W^T; b^T], what multiplies the design [X 1]
-        # Per set: the design and minus the targets of its R factor, and a residual buffer.
+        self._solution = self._data.view(members * targets, features + 1).T  # [W^T; b^T] of every member
+        # Per set: the design and minus the targets (once per member) of its R factor, and a residual buffer.
         self._sets = [
             (
                 qr.r[:, : features + 1].to(**like),
-                -qr.r[:, features + 1 :].to(**like),
-                torch.empty(len(qr.r), targets, **like),
+                -qr.r[:, features + 1 :].to(**like).repeat(1, members),
+                torch.empty(len(qr.r), members * targets, **like),
             )
             for qr in sets
         ]
         self._numels = [qr.numel for qr in sets]
 
-    def read(self) -> tuple[list[float], list[float]]:
-        """The weights and biases in the data's units, and the loss on each set (infinite once overflowed)."""
-        torch.cat(self._parameters, dim=1, out=self._model)
+    def read(self) -> tuple[list[list[float]], list[list[float]]]:
+        """Each member's weights and biases in the data's units, and its loss on each set (infinite once overflowed)."""
+        torch.cat(self._parameters, dim=2, out=self._model)
         if self._model is not self._data:
             torch.addcmul(self._target_mean, self._model @ self._transform, self._target_std, out=self._data)
         for norm, (design, minus_targets, residual) in zip(self._norms, self._sets):
-            torch.linalg.vector_norm(torch.addmm(minus_targets, design, self._solution, out=residual), out=norm)
+            residuals = torch.addmm(minus_targets, design, self._solution, out=residual)
+            torch.linalg.vector_norm(residuals.view(len(design), self._members, -1), dim=(0, 2), out=norm)
         values = self._readout.tolist()  # one copy from the device, and the only wait for it
-        split = len(values) - len(self._sets)
-        losses = [norm**2 / n if not math.isnan(norm) else math.inf for norm, n in zip(values[split:], self._numels)]
-        return values[:split], losses
+        size = len(values) - self._sets_count * self._members
+        step = size // self._members
+        weights = [values[start : start + step] for start in range(0, size, step)]
+        losses = [
+            [
+                norm**2 / n if not math.isnan(norm) else math.inf
+                for norm, n in zip(values[size + m :: self._members], self._numels)
+            ]
+            for m in range(self._members)
+        ]
+        return weights, losses
 
 
 def spread_rows(rows: int, count: int) -> torch.Tensor:
