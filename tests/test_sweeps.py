@@ -30,34 +30,49 @@ def _rows(sweep_dir: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def mixed_sweep(tmp_path_factory):
-    """One sweep with a job that trains, one that diverges, one with a bad value and one whose config
-    cannot even be read (an unexpected exception)."""
+    """One sweep with a job that trains, one that diverges, and two whose data cannot be read (the
+    failure shows only when the job starts): two groups of jobs trained together."""
     cwd = tmp_path_factory.mktemp("mixed")
-    result = run_cli("-m", "optim.lr=1e-5,1e-2,0,${nope}", "trainer.max_epochs=5", cwd=cwd)
+    (cwd / "good.csv").write_text("x,y\n" + "".join(f"{x},{2 * x + 1}\n" for x in range(10)))
+    (cwd / "bad.csv").write_text("x,y\n1,3\n2,five\n")
+    result = run_cli(
+        "-m",
+        "data=csv",
+        "data.targets=[y]",
+        "data.path=good.csv,bad.csv",
+        "optim.lr=1e-3,1",
+        "trainer.max_epochs=5",
+        cwd=cwd,
+    )
     return result, _sweep_dir(cwd)
 
 
 def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     result, sweep_dir = mixed_sweep
     assert result.returncode == 1, "a failed job must show in the exit status"
+    assert "Sweep of 4 jobs: 4 jobs in 2 groups of 4 trajectories." in result.stdout
     rows = _rows(sweep_dir)
     # What all jobs share (trainer.max_epochs=5) is left out of the overrides column.
-    ok, diverged, failed = (rows[f"optim.lr={lr}"] for lr in ("1e-05", "0.01", "0"))
-    assert (ok["status"], diverged["status"], failed["status"]) == ("ok", "diverged", "failed")
-    assert ok["best"] == "*" and not diverged["best"] and not failed["best"]
-    assert "optim.lr must be a positive" in failed["error"]
+    ok, diverged, *failed = (
+        rows[f"data.path={path},optim.lr={lr}"]
+        for path, lr in [("good.csv", "0.001"), ("good.csv", "1")] + [("bad.csv", "0.001"), ("bad.csv", "1")]
+    )
+    assert (ok["status"], diverged["status"], failed[0]["status"], failed[1]["status"]) == (
+        "ok",
+        "diverged",
+        "failed",
+        "failed",
+    )
+    assert ok["best"] == "*" and not diverged["best"] and not failed[0]["best"]
+    assert all("five" in row["error"] for row in failed)
     assert diverged["error"].startswith("diverged at epoch")
     assert float(ok["final_loss"]) > float(ok["optimal_loss"])
-    (unreadable,) = [row for row in rows.values() if "nope" in row["overrides"]]
-    assert unreadable["status"] == "failed" and unreadable["error"].startswith("InterpolationKeyError")
-    (job,) = sweep_dir.glob("3_*")
-    assert "Traceback" in (job / "error.txt").read_text()
     assert list(rows)[:2] == [ok["overrides"], diverged["overrides"]]  # best first, failures last
     markdown = (sweep_dir / "summary.md").read_text()
     assert markdown.count("\n") == 2 + 4 and "| * |" in markdown
     assert (sweep_dir / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 ok, 1 diverged, 2 failed" in result.stdout
-    assert "* " in result.stdout and "optim.lr=1e-05" in result.stdout  # the table, printed
+    assert "* " in result.stdout and "optim.lr=0.001" in result.stdout  # the table, printed
 
 
 def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
@@ -103,7 +118,7 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
         assert sorted(runs) == sorted(trained) and len(runs) == 2  # the failed job never trained
         tags = get("/data/plugin/scalars/tags")
         for run in runs:
-            assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss", "weights/apples/temp"} <= set(
+            assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss", "weights/y/x"} <= set(
                 tags[run]
             )
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
@@ -123,8 +138,8 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
         )["sessionGroups"]
         by_run = {g["name"]: g for g in groups}
         assert set(by_run) == set(runs)
-        (ok_run,) = [run for run in runs if "optim.lr=1e-05" in run]
-        assert by_run[ok_run]["hparams"]["lr"] == pytest.approx(1e-5)
+        (ok_run,) = [run for run in runs if "optim.lr=0.001" in run]
+        assert by_run[ok_run]["hparams"]["lr"] == pytest.approx(1e-3)
         summary = json.loads((sweep_dir / ok_run / "summary.json").read_text())
         metrics = {m["name"]["tag"]: m["value"] for m in by_run[ok_run]["metricValues"]}
         assert metrics["final/loss"] == pytest.approx(summary["final_loss"], rel=1e-6)
@@ -248,7 +263,9 @@ def test_ddp_is_refused_inside_a_multirun(make_cfg):
 
 
 def test_a_reused_sweep_folder_summarizes_only_the_new_jobs(tmp_path):
-    assert run_cli("-m", "optim.lr=0", "hydra.sweep.dir=sweep", cwd=tmp_path).returncode == 1
+    (tmp_path / "bad.csv").write_text("x,y\n1,five\n")
+    failed = run_cli("-m", "data=csv", "data.path=bad.csv", "data.targets=[y]", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert failed.returncode == 1
     result = run_cli("-m", "optim.lr=1e-5", "trainer.max_epochs=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [row["status"] for row in _rows(tmp_path / "sweep").values()] == ["ok"]
@@ -263,6 +280,26 @@ def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
         started="outputs/multirun/*/*/events.out.tfevents.*",
     )
     assert returncode == 130, output
-    (row,) = _rows(_sweep_dir(tmp_path)).values()
-    assert row["status"] == "interrupted" and int(row["epochs"]) > 0
+    rows = _rows(_sweep_dir(tmp_path)).values()  # both jobs trained together, both interrupted
+    assert len(rows) == 2 and all(row["status"] == "interrupted" and int(row["epochs"]) > 0 for row in rows)
+    for job in _sweep_dir(tmp_path).glob("*/"):
+        assert (job / "checkpoints" / "last.ckpt").is_file()
     assert (_sweep_dir(tmp_path) / "loss_curves.png").is_file()
+
+
+def test_invalid_jobs_stop_the_sweep_before_any_job_trains(tmp_path):
+    result = run_cli("-m", "optim.lr=1e-5,-1,abc,${nope}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Error: 3 of 4 jobs of the sweep are invalid, so none was run:"
+    assert lines[1].startswith("  job 1 (optim.lr=-1 trainer.max_epochs=2): optim.lr must be a positive")
+    assert lines[2] == "  job 2 (optim.lr=abc trainer.max_epochs=2): optim.lr must be a number; got 'abc'."
+    assert lines[3].startswith("  job 3 (") and lines[3].endswith("Interpolation key 'nope' not found")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs" / "multirun").exists() or not any((tmp_path / "outputs" / "multirun").iterdir())
+
+
+def test_an_optimizer_setting_torch_refuses_is_caught_before_training(tmp_path):
+    result = run_cli("-m", "optim.momentum=0.5,-1", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "job 1 (optim.momentum=-1 trainer.max_epochs=2): optim: Invalid momentum value: -1" in result.stderr

@@ -74,3 +74,21 @@ class EpochBatches:
             else:  # the epoch's last, shorter mini-batch
                 batch = torch.index_select(self.rows, 0, order[first:last], out=self._buffer[: last - first])
                 yield batch[:, :features], batch[:, features:]
+
+
+class MemberBatches:
+    """The mini-batches of several seeds' shuffle orders at once, for a sweep group whose members
+    differ in seed: each step is a tuple of one `(x, y)` per seed's `EpochBatches`."""
+
+    def __init__(self, batches: list[EpochBatches]) -> None:
+        self.batches = batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches[0].steps_per_epoch
+
+    def __len__(self) -> int:
+        return len(self.batches[0])
+
+    def __iter__(self) -> Iterator[Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]]]:
+        return (zip(*bundles) for bundles in zip(*self.batches))

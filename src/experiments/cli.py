@@ -70,8 +70,14 @@ def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
     sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def train_main(cfg: DictConfig) -> float:
+def _train_sweep(launcher, job_overrides, initial_job_idx):
+    """The batched launcher's way into train.py's sweeps (see `experiments.launcher`)."""
+    from experiments.sweep import train_sweep
+
+    return train_sweep(launcher, job_overrides, initial_job_idx)
+
+
+def train_task(cfg: DictConfig) -> float:
     """`python train.py`: one run, or with -m one job of a sweep (see `experiments.sweep`).
     Returns the number a sweeper such as Optuna minimizes."""
     if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -87,6 +93,10 @@ def train_main(cfg: DictConfig) -> float:
     except UserError as error:
         exit_with(error, run_dir)
     return objective(summary)
+
+
+train_task.train_together = _train_sweep
+train_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(train_task)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

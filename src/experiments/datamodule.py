@@ -5,7 +5,7 @@ import sys
 import lightning.pytorch as pl
 import torch
 
-from experiments.batches import EpochBatches
+from experiments.batches import EpochBatches, MemberBatches
 from experiments.csv_table import read_csv
 from experiments.errors import UserError
 from experiments.evaluation import Evaluator
@@ -42,6 +42,7 @@ class RegressionDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self.scaler = Scaler(self.num_features, self.num_targets) if standardize else None
         self.evaluator: Evaluator | None = None  # made in setup, with the data
+        self.member_seeds: list[int] | None = None  # a sweep group's: one shuffle order for each
 
     @classmethod
     def from_builtin(cls, name: str, **kwargs) -> "RegressionDataModule":
@@ -103,8 +104,13 @@ class RegressionDataModule(pl.LightningDataModule):
                 f"{free / 2**30:.1f} GiB free; use a smaller data.n or data.num_features."
             )
 
-    def train_dataloader(self) -> EpochBatches:
-        generator = torch.Generator(device=self.train_rows.device).manual_seed(self.seed)
+    def train_dataloader(self) -> EpochBatches | MemberBatches:
+        if self.member_seeds is None:
+            return self._batches(self.seed)
+        return MemberBatches([self._batches(seed) for seed in self.member_seeds])
+
+    def _batches(self, seed: int) -> EpochBatches:
+        generator = torch.Generator(device=self.train_rows.device).manual_seed(seed)
         return EpochBatches(self.train_rows, self.num_features, self.batch_size, self.shuffle, generator)
 
     def state_dict(self) -> dict:

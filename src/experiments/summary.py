@@ -33,19 +33,21 @@ def objective(summary: dict[str, Any]) -> float:
     return summary["final_loss"] if summary["status"] == "ok" else math.inf
 
 
-def run_settings(cfg: "DictConfig", choices: dict[str, str], datamodule: "RegressionDataModule") -> dict[str, Any]:
+def run_settings(
+    cfg: "DictConfig | dict[str, Any]", choices: dict[str, str], datamodule: "RegressionDataModule"
+) -> dict[str, Any]:
     """What a run was set to do, as its summary and TensorBoard's HPARAMS tab record it."""
     return {
         "data": choices.get("data"),
         "model": choices.get("model"),
         "optim": choices.get("optim"),
-        "lr": cfg.optim.lr,
+        "lr": cfg["optim"]["lr"],
         "batch_size": datamodule.batch_size,
         "shuffle": datamodule.shuffle,
         "standardize": datamodule.scaler is not None,
-        "max_epochs": cfg.trainer.max_epochs,
-        "seed": cfg.seed,
-        "accelerator": cfg.trainer.accelerator,
+        "max_epochs": cfg["trainer"]["max_epochs"],
+        "seed": cfg["seed"],
+        "accelerator": cfg["trainer"]["accelerator"],
     }
 
 

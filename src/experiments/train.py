@@ -49,7 +49,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = RegressionModule(model, build_optimizer(cfg), scaler=datamodule.scaler, settings=settings)
     recorder = EpochRecorder()
     divergence = StopOnDivergence(recorder)
-    callbacks = [recorder, divergence, FitPicture(divergence)] + ([] if multirun else [EpochProgressBar(recorder)])
+    callbacks = [recorder, divergence] + ([FitPicture(divergence)] if draws_fit_picture(cfg, multirun) else [])
+    callbacks += [] if multirun else [EpochProgressBar(recorder)]
     trainer = make_trainer(cfg, run_dir, callbacks)
     datamodule.check_memory(trainer)
 
@@ -70,6 +71,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.interrupted:
         raise SystemExit(130)
     return summary
+
+
+def draws_fit_picture(cfg: DictConfig, multirun: bool) -> bool:
+    """Whether a run draws the picture of its fit: `fit_picture`, or if that is null, unless it is a sweep's job."""
+    return cfg.fit_picture if cfg.get("fit_picture") is not None else not multirun
 
 
 def build(cfg: DictConfig, group: str, **kwargs: Any) -> Any:
@@ -98,14 +104,15 @@ def build_optimizer(cfg: DictConfig) -> OptimizerFactory:
     return make_optimizer
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """A Trainer for the configured `trainer.*` settings, logging to TensorBoard in `run_dir`."""
+def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], logger: bool = True) -> pl.Trainer:
+    """A Trainer for the configured `trainer.*` settings, logging to TensorBoard in `run_dir`
+    (unless `logger` is False: a sweep group's jobs each log to their own)."""
     progress_bar = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
     try:
         return pl.Trainer(
             **cfg.trainer,
             default_root_dir=run_dir,
-            logger=EpochLogger(run_dir),
+            logger=EpochLogger(run_dir) if logger else False,
             callbacks=callbacks,
             enable_progress_bar=progress_bar,
             enable_checkpointing=False,  # one checkpoint, written at the end by train()

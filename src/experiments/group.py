@@ -1,0 +1,285 @@
+"""A sweep group: jobs that differ only in their learning rate, epochs, seed or optimizer settings,
+trained as one batched model in one Lightning fit, each written as its own ordinary run.
+
+Jobs that differ only in `trainer.max_epochs` share a trajectory: a 50-epoch job is the first 50
+epochs of the 200-epoch one, so it is recorded when the trajectory reaches its epoch. Every job
+gets the folder, summary.json, TensorBoard file, hparams and checkpoint a single run would leave.
+"""
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import OmegaConf
+
+from experiments.callbacks import diverged, epoch_metrics, weight_tags
+from experiments.config import TrainerConfig, Values
+from experiments.jobs import Job
+from experiments.logger import EpochLogger
+from experiments.members import BATCHED_OPTIMIZERS, MembersModule
+from experiments.summary import run_settings, write_summary
+from experiments.train import build, draws_fit_picture, make_trainer
+
+BATCHED_MODELS = {"torch.nn.Linear", "experiments.models.ScratchLinear"}
+MODEL_KINDS = {"torch.nn.Linear": "Linear", "experiments.models.ScratchLinear": "ScratchLinear"}
+# What members of one group may differ in: each a setting of its own member, or its own epoch count.
+MEMBER_KEYS = {"lr", "momentum", "dampening", "weight_decay", "betas", "eps"}
+
+
+def can_train_together(values: dict[str, Any]) -> bool:
+    """Whether a job's config is one a group can train faithfully: a linear model, an optimizer
+    with a batched update rule, and only the Trainer settings this tool declares."""
+    return (
+        values["model"].get("_target_") in BATCHED_MODELS
+        and values["optim"].get("_target_") in BATCHED_OPTIMIZERS
+        and set(values["trainer"]) <= set(TrainerConfig.__dataclass_fields__)
+    )
+
+
+def group_key(values: dict[str, Any]) -> str:
+    """What jobs must share to train together: everything but their learning rate, optimizer
+    settings, epochs and seed (the seed too where it draws or splits the data)."""
+    shared = {key: value for key, value in values.items() if key not in ("output_dir", "seed", "optim", "trainer")}
+    shared["optim"] = {key: value for key, value in values["optim"].items() if key not in MEMBER_KEYS}
+    shared["trainer"] = {key: value for key, value in values["trainer"].items() if key != "max_epochs"}
+    data = values["data"]
+    if "n" in data or data.get("val_fraction"):  # synthetic rows are drawn from the seed; a held-out split is seeded
+        shared["seed"] = values["seed"]
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def member_settings(optim: dict[str, Any]) -> dict[str, float]:
+    """A job's optimizer settings as its member's update rule reads them."""
+    settings = {key: optim[key] for key in BATCHED_OPTIMIZERS[optim["_target_"]] if key in optim}
+    if "betas" in optim:
+        settings["beta1"], settings["beta2"] = optim["betas"]
+    return settings
+
+
+class GroupRecorder(pl.Callback):
+    """Every job of a group as its own run: measures all trajectories after each epoch, writes each
+    running job's TensorBoard event, and finishes a job (summary, checkpoint, hparams, picture)
+    when its trajectory reaches its epoch count or diverges. Stops the fit when every job is done."""
+
+    def __init__(
+        self, trajectories: list[list[Job]], settings: list[dict[str, Any]], progress: Callable[[int], None]
+    ) -> None:
+        self.trajectories, self.settings, self.progress = trajectories, settings, progress
+        self.fit_picture = draws_fit_picture(Values(trajectories[0][0].values), multirun=True)
+        self.results: dict[int, dict[str, Any]] = {}  # by job index
+        self.loggers: dict[int, EpochLogger] = {}
+        self.losses: list[list[float]] = [[] for _ in trajectories]
+        self.diverged_at: list[int | None] = [None] * len(trajectories)
+        self.started = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, module: MembersModule) -> None:
+        datamodule = trainer.datamodule
+        self.evaluator = evaluator = datamodule.evaluator
+        self._meter = evaluator.meter(module.weight, module.bias)
+        names = evaluator.feature_names, evaluator.target_names
+        self._tags = weight_tags("weights", "bias", *names)
+        for jobs in self.trajectories:
+            for job in jobs:
+                self.loggers[job.index] = logger = EpochLogger(job.output_dir)
+                if evaluator.true_weights is not None:
+                    true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
+                    logger.log_metrics(
+                        dict(zip(weight_tags("true/weights", "true/bias", *names), true.view(-1).tolist())), step=0
+                    )
+        self._record(trainer, module, epoch=0)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: MembersModule) -> None:
+        self._record(trainer, module, trainer.current_epoch + 1)
+        if len(self.results) == sum(map(len, self.trajectories)):
+            trainer.should_stop = True
+
+    def _record(self, trainer: pl.Trainer, module: MembersModule, epoch: int) -> None:
+        values, losses = self._meter.read()
+        train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
+        running = 0
+        for t, jobs in enumerate(self.trajectories):
+            if self.diverged_at[t] is not None:
+                continue
+            self.losses[t].append(losses[t][0])
+            metrics = epoch_metrics(self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t])
+            if epoch and diverged(losses[t][0], self.losses[t][0]):
+                self.diverged_at[t] = epoch
+            for job in jobs:
+                if job.index in self.results:
+                    continue
+                self.loggers[job.index].log_metrics(metrics, step=epoch)
+                running += 1
+                if epoch == job.values["trainer"]["max_epochs"] or self.diverged_at[t] is not None:
+                    self._finish(trainer, module, t, job, values[t], losses[t], "ok")
+        if epoch:
+            self.progress(running)
+
+    def finish_interrupted(self, trainer: pl.Trainer, module: MembersModule) -> None:
+        """On Ctrl-C: every job not yet finished, recorded as interrupted at the epoch it reached."""
+        values, losses = self._meter.read()
+        for t, jobs in enumerate(self.trajectories):
+            for job in jobs:
+                if job.index not in self.results and self.losses[t]:
+                    self._finish(trainer, module, t, job, values[t], losses[t], "interrupted")
+
+    def _finish(
+        self,
+        trainer: pl.Trainer,
+        module: MembersModule,
+        t: int,
+        job: Job,
+        values: list[float],
+        losses: list[float],
+        status: str,
+    ) -> None:
+        """Write job `job` of trajectory `t` as a finished run: its checkpoint, hparams, picture and summary."""
+        evaluator, settings = self.evaluator, self.settings[t]
+        curve = self.losses[t]
+        epochs = len(curve) - 1
+        if status == "ok" and self.diverged_at[t] is not None:
+            status = "diverged"
+        features = len(evaluator.feature_names)
+        rows = [values[i : i + features + 1] for i in range(0, len(values), features + 1)]
+        logger = self.loggers[job.index]
+        final = {"final/loss": curve[-1], "final/loss_ratio": evaluator.ratio(curve[-1])}
+        hparams = {**settings, "max_epochs": job.values["trainer"]["max_epochs"], "seed": job.values["seed"]}
+        logger.write_pending()
+        logger.log_hyperparams(hparams, metrics=final, step=epochs)
+        if status == "ok" and self.fit_picture:
+            self._draw_fit(logger, module, t, epochs)
+        logger.finalize("success")
+        self._save_checkpoint(trainer, module, t, job, hparams)
+        seconds = time.perf_counter() - self.started
+        datamodule = trainer.datamodule
+        optimum = evaluator.optimum
+        true_weights = {}
+        if evaluator.true_weights is not None:
+            true_weights = {
+                "true_weights": evaluator.true_weights[0].tolist(),
+                "true_bias": evaluator.true_weights[1].tolist(),
+            }
+        self.results[job.index] = summary = {
+            "status": status,
+            "diverged_at_epoch": self.diverged_at[t],
+            "final_loss": curve[-1],
+            "optimal_loss": optimum.loss,
+            "loss_ratio": evaluator.ratio(curve[-1]),
+            "max_stable_lr": optimum.max_stable_lr,
+            "val_loss": losses[1] if len(losses) > 1 else None,
+            "weights": [row[:features] for row in rows],
+            "bias": [row[features] for row in rows],
+            "optimal_weights": optimum.weights.tolist(),
+            "optimal_bias": optimum.bias.tolist(),
+            **true_weights,
+            "feature_names": datamodule.feature_names,
+            "target_names": datamodule.target_names,
+            "rows": datamodule.rows,
+            "epochs": epochs,
+            "steps": epochs * math.ceil(datamodule.rows / datamodule.batch_size),
+            "seconds": seconds,
+            "train_seconds": seconds,
+            "rows_per_second": datamodule.rows * epochs / seconds if seconds else None,
+            **hparams,
+            "device": trainer.strategy.root_device.type,
+            "threads": torch.get_num_threads(),
+        }
+        write_summary(job.output_dir, summary)
+
+    def _draw_fit(self, logger: EpochLogger, module: MembersModule, t: int, epoch: int) -> None:
+        from experiments.figures import fit_figure  # matplotlib is imported only here
+
+        sample = self.evaluator.sample
+        with torch.no_grad():
+            x = sample.features.to(module.weight.dtype)
+            scaler = module.scaler
+            if scaler is not None:
+                x = scaler.scale_features(x)
+            predictions = x @ module.weight[t].T + module.bias[t]
+            if scaler is not None:
+                predictions = scaler.unscale_targets(predictions)
+        figure = fit_figure(sample.features, sample.targets, predictions, sample.feature_names, sample.target_names)
+        logger.experiment.add_figure("fit", figure, global_step=epoch)
+
+    def _save_checkpoint(self, trainer: pl.Trainer, module: MembersModule, t: int, job: Job, hparams: dict) -> None:
+        """The checkpoint a single run of this job writes, with this member's tensors and optimizer state."""
+        state = {"model.weight": module.weight[t].detach().clone(), "model.bias": module.bias[t].detach().clone()}
+        if module.scaler is not None:
+            state.update({f"scaler.{name}": tensor.clone() for name, tensor in module.scaler.state_dict().items()})
+        optim = job.values["optim"]
+        param_group = {key: value for key, value in optim.items() if not key.startswith("_")}
+        checkpoint = {
+            "epoch": len(self.losses[t]) - 1,
+            "global_step": trainer.global_step,
+            "pytorch-lightning_version": pl.__version__,
+            "state_dict": state,
+            "optimizer_states": [
+                {"state": module.member_optimizer_state(t), "param_groups": [{**param_group, "params": [0, 1]}]}
+            ],
+            "lr_schedulers": [],
+            "hparams_name": "settings",
+            "hyper_parameters": hparams,
+            "RegressionDataModule": trainer.datamodule.state_dict(),
+            "model_kind": MODEL_KINDS[job.values["model"]["_target_"]],
+        }
+        path = job.output_dir / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, path)
+
+
+def train_group(
+    jobs: list[Job], choices: dict[str, str], progress: Callable[[int], None]
+) -> tuple[dict[int, dict[str, Any]], bool]:
+    """Train `jobs` (one group, see `group_key`) together; returns each job's summary by index and
+    whether the fit was interrupted (Ctrl-C), in which case unfinished jobs are recorded as interrupted."""
+    first = OmegaConf.create(jobs[0].values)
+    trajectories: dict[str, list[Job]] = {}
+    for job in jobs:
+        key = json.dumps([job.values["seed"], member_settings(job.values["optim"])], sort_keys=True)
+        trajectories.setdefault(key, []).append(job)
+    groups = list(trajectories.values())
+    seeds = sorted({jobs_[0].values["seed"] for jobs_ in groups})
+    shuffle = bool(first.data.get("shuffle"))
+
+    pl.seed_everything(seeds[0], verbose=False)
+    datamodule = build(first, "data", seed=seeds[0])
+    datamodule.member_seeds = seeds if shuffle else seeds[:1]
+    weights, biases = [], []
+    make_model = build(
+        first, "model", _partial_=True, in_features=datamodule.num_features, out_features=datamodule.num_targets
+    )
+    for trajectory in groups:
+        pl.seed_everything(trajectory[0].values["seed"], verbose=False)  # each member starts as its single run does
+        model = make_model()
+        weights.append(model.weight.detach())
+        biases.append(model.bias.detach())
+    optim = first.optim
+    per_member = [member_settings(trajectory[0].values["optim"]) for trajectory in groups]
+    module = MembersModule(
+        torch.stack(weights),
+        torch.stack(biases),
+        optim._target_,
+        {name: [settings[name] for settings in per_member] for name in per_member[0]},
+        seed_of=[seeds.index(trajectory[0].values["seed"]) if shuffle else 0 for trajectory in groups],
+        scaler=datamodule.scaler,
+        nesterov=bool(optim.get("nesterov")),
+        amsgrad=bool(optim.get("amsgrad")),
+    )
+    settings = [run_settings(trajectory[0].values, choices, datamodule) for trajectory in groups]
+    recorder = GroupRecorder(groups, settings, progress)
+    max_epochs = max(job.values["trainer"]["max_epochs"] for job in jobs)
+    trainer_cfg = OmegaConf.create({"trainer": {**first.trainer, "max_epochs": max_epochs}})
+    trainer = make_trainer(trainer_cfg, Path(jobs[0].output_dir).parent, [recorder], logger=False)
+    datamodule.check_memory(trainer)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except SystemExit:  # Lightning exits after a graceful Ctrl-C shutdown
+        if not trainer.interrupted:
+            raise
+    if trainer.interrupted:
+        recorder.finish_interrupted(trainer, module)
+    return recorder.results, trainer.interrupted

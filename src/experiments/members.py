@@ -1,0 +1,176 @@
+"""Many linear models trained as one: the members of a sweep group, stepped together.
+
+Member `t` has its own weight `W[t]` (targets x features) and bias `b[t]`, its own learning rate
+and optimizer settings, and sees the mini-batches of its own seed. One step computes every
+member's mean squared error and its gradient in a few batched tensor operations (the gradient of
+a linear model's MSE is `2/n * err^T [x 1]`, written out rather than taped), then applies each
+member's update rule exactly as `torch.optim` writes it, with its settings as tensors.
+Members never mix: each one's numbers are those of a single run with its settings.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from experiments.scaling import Scaler
+
+# The optimizers a group can train, by their config's _target_, and the settings each reads.
+BATCHED_OPTIMIZERS = {
+    "experiments.optim.GradientDescent": ("lr",),
+    "torch.optim.SGD": ("lr", "momentum", "dampening", "weight_decay"),
+    "torch.optim.Adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+}
+
+
+class MembersModule(pl.LightningModule):
+    """`weight` (members x targets x features) and `bias` (members x targets), trained by each
+    member's own update rule. `seed_of[t]` says which of the batches' seeds member `t` sees.
+    `settings` holds each member's optimizer settings by name (see `BATCHED_OPTIMIZERS`)."""
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        optimizer: str,
+        settings: dict[str, list[float]],
+        seed_of: list[int],
+        scaler: Scaler | None = None,
+        nesterov: bool = False,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+        self.optimizer, self.nesterov, self.amsgrad = optimizer, nesterov, amsgrad
+        self.scaler = scaler
+        self.settings = {
+            name: torch.tensor(values, dtype=torch.float64)[:, None, None] for name, values in settings.items()
+        }
+        self.uses = {name for name, values in settings.items() if any(values)}  # settings that are not all 0
+        self.k: dict[str, torch.Tensor] = {}  # the settings and what is derived from them, made in on_train_start
+        self.register_buffer("seed_of", torch.tensor(seed_of), persistent=False)
+        self.shared_batches = len(set(seed_of)) == 1
+        self.state: dict[str, torch.Tensor] = {}  # optimizer state, as for torch.optim: momentum_buffer, exp_avg, ...
+        self.steps = 0
+        self.epoch_loss_sum: torch.Tensor | None = None  # each member's sum of mini-batch losses this epoch
+        self.epoch_steps = 0
+
+    @property
+    def members(self) -> int:
+        return len(self.weight)
+
+    def configure_optimizers(self) -> None:
+        return None  # each member's update is applied in `_update`
+
+    def on_train_start(self) -> None:
+        """Each member's settings on the device, in the parameters' precision, each derived value
+        (1 - beta1) computed in float64 first, as torch.optim computes it from Python floats."""
+        settings = {name: values.to(self.weight.device) for name, values in self.settings.items()}
+        derived = dict(settings)
+        for name in ("dampening", "beta1", "beta2"):
+            if name in settings:
+                derived[f"1-{name}"] = 1 - settings[name]
+        self.k = {name: values.to(self.weight.dtype) for name, values in derived.items()}
+        self.k64 = settings
+
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss_sum, self.epoch_steps = torch.zeros_like(self.weight[:, 0, 0]), 0
+
+    @torch.no_grad()
+    def training_step(self, bundle: Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]], index: int) -> None:
+        for per_seed in bundle:
+            weight_grad, bias_grad, losses = self._gradients(per_seed)
+            self.epoch_loss_sum += losses
+            self.epoch_steps += 1
+            self.steps += 1
+            self._update(self.weight, weight_grad, "weight")
+            self._update(self.bias, bias_grad[:, :, None], "bias")
+
+    def _gradients(
+        self, per_seed: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each member's gradient of its mean squared error, and that error as a single run
+        reports it (in the data's units if standardized)."""
+        members, targets, features = self.weight.shape
+        if self.shared_batches:  # one batch for all: one matrix product reads it once
+            x, y = per_seed[0]
+            predictions = (x @ self.weight.reshape(-1, features).T).view(len(x), members, targets) + self.bias
+            errors = (predictions - y[:, None, :]).transpose(0, 1)  # members x rows x targets
+        else:
+            seed_of = self.seed_of
+            x = torch.stack([x for x, _ in per_seed])[seed_of]
+            y = torch.stack([y for _, y in per_seed])[seed_of]
+            errors = torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2)) - y
+        rows = errors.shape[1]
+        scale = 2.0 / (rows * targets)
+        if self.shared_batches:
+            weight_grad = (errors.transpose(1, 2).reshape(-1, rows) @ x).view(members, targets, features) * scale
+        else:
+            weight_grad = torch.bmm(errors.transpose(1, 2), x) * scale
+        bias_grad = errors.sum(dim=1) * scale
+        squared = errors.square().mean(dim=1)  # members x targets
+        if self.scaler is not None:
+            squared = squared * self.scaler.target_std.to(squared.dtype) ** 2
+        return weight_grad, bias_grad, squared.mean(dim=1)
+
+    def _update(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> None:
+        """One step of each member's optimizer on `parameter`, as `torch.optim` takes it (single-tensor path).
+        The bias arrives with a trailing axis, so the per-member settings broadcast over both."""
+        view = parameter if parameter.dim() == 3 else parameter[:, :, None]
+        if self.optimizer == "experiments.optim.GradientDescent":
+            view -= grad * self.k["lr"]
+        elif self.optimizer == "torch.optim.SGD":
+            view -= self._sgd_direction(view, grad, name) * self.k["lr"]
+        else:
+            self._adam(view, grad, name)
+
+    def _sgd_direction(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> torch.Tensor:
+        if "weight_decay" in self.uses:
+            grad = grad + parameter * self.k["weight_decay"]
+        if "momentum" not in self.uses:
+            return grad
+        key = f"{name}.momentum_buffer"
+        buffer = self.state.get(key)
+        if buffer is None:
+            buffer = self.state[key] = grad.clone()
+        else:
+            buffer.mul_(self.k["momentum"]).add_(grad * self.k["1-dampening"])
+        direction = grad + buffer * self.k["momentum"] if self.nesterov else buffer
+        return torch.where(self.k["momentum"] == 0, grad, direction)  # torch.optim.SGD keeps no buffer at momentum 0
+
+    def _adam(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> None:
+        if "weight_decay" in self.uses:
+            grad = grad + parameter * self.k["weight_decay"]
+        if f"{name}.exp_avg" not in self.state:
+            self.state[f"{name}.exp_avg"] = torch.zeros_like(parameter)
+            self.state[f"{name}.exp_avg_sq"] = torch.zeros_like(parameter)
+            if self.amsgrad:
+                self.state[f"{name}.max_exp_avg_sq"] = torch.zeros_like(parameter)
+        exp_avg, exp_avg_sq = self.state[f"{name}.exp_avg"], self.state[f"{name}.exp_avg_sq"]
+        step = self.steps
+        k = self.k
+        exp_avg.lerp_(grad, k["1-beta1"])
+        exp_avg_sq.mul_(k["beta2"]).add_(grad * grad * k["1-beta2"])
+        bias_correction1 = 1 - self.k64["beta1"] ** step
+        bias_correction2_sqrt = (1 - self.k64["beta2"] ** step).sqrt()
+        if self.amsgrad:
+            maximum = self.state[f"{name}.max_exp_avg_sq"]
+            torch.maximum(maximum, exp_avg_sq, out=maximum)
+            exp_avg_sq = maximum
+        denominator = exp_avg_sq.sqrt() / bias_correction2_sqrt.to(grad.dtype) + k["eps"]
+        parameter -= exp_avg / denominator * (self.k64["lr"] / bias_correction1).to(grad.dtype)
+
+    def member_optimizer_state(self, member: int) -> dict[str, dict[str, Any]]:
+        """Member `member`'s optimizer state as `torch.optim`'s state_dict holds it: by parameter (0 weight, 1 bias)."""
+        state: dict[int, dict[str, Any]] = {}
+        for key, tensor in self.state.items():
+            name, _, entry = key.partition(".")
+            value = tensor[member] if name == "weight" else tensor[member, :, 0]
+            state.setdefault(0 if name == "weight" else 1, {})[entry] = value.clone()
+        if self.optimizer == "torch.optim.Adam":
+            for entries in state.values():
+                entries["step"] = torch.tensor(float(self.steps))
+        return state

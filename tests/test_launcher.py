@@ -1,0 +1,152 @@
+"""The batched launcher: Hydra's own launcher tests, and each kind of sweep trained together
+against the same sweep run job by job with `hydra/launcher=basic`."""
+
+import json
+import math
+from pathlib import Path
+
+import hydra.version
+import pytest
+import torch
+import yaml
+from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, LauncherTestSuite
+from hydra.version import VersionBase
+
+from helpers import REPO, read_scalars, run_cli
+
+
+@pytest.fixture(autouse=True)
+def hydra_without_a_version_base(hydra_restore_singletons):
+    """Hydra's suites expect the defaults of an app that names no version_base; other tests set 1.3."""
+    VersionBase.instance().version_base = hydra.version._UNSPECIFIED_
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("batched", [])])
+class TestBatchedLauncher(LauncherTestSuite):
+    """Hydra's launcher test suite, for any task function (run job by job, composed once per kind)."""
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("batched", ["hydra.sweeper.max_batch_size=2"])])
+class TestBatchedLauncherInBatches(BatchedSweeperTestSuite):
+    """The same, with the sweeper handing the launcher several batches."""
+
+
+def _jobs(sweep_dir: Path) -> dict[str, Path]:
+    return {job.name: job for job in sorted(sweep_dir.iterdir()) if job.is_dir()}
+
+
+def assert_same_jobs(together: Path, alone: Path, rel: float = 1e-4) -> None:
+    """Every job of the two sweeps left the same results: summary, TensorBoard scalars and hparams, checkpoint."""
+    jobs, expected_jobs = _jobs(together), _jobs(alone)
+    assert list(jobs) == list(expected_jobs) and jobs
+    for name, job in jobs.items():
+        expected_job = expected_jobs[name]
+        summary, expected = (json.loads((d / "summary.json").read_text()) for d in (job, expected_job))
+        for key in ("status", "diverged_at_epoch", "epochs", "steps", "lr", "max_epochs", "seed", "optimal_loss"):
+            assert summary[key] == expected[key], (name, key)
+        for key in ("final_loss", "weights", "bias", "val_loss"):
+            assert _flat(summary[key]) == pytest.approx(_flat(expected[key]), rel=rel, abs=1e-6), (name, key)
+        scalars, expected_scalars = read_scalars(job), read_scalars(expected_job)
+        assert set(scalars) == set(expected_scalars), name
+        for tag, series in expected_scalars.items():
+            assert [step for step, _ in scalars[tag]] == [step for step, _ in series], (name, tag)
+            assert _flat([v for _, v in scalars[tag]]) == pytest.approx(
+                _flat([v for _, v in series]), rel=rel, abs=1e-6
+            )
+        assert yaml.safe_load((job / "hparams.yaml").read_text()) == yaml.safe_load(
+            (expected_job / "hparams.yaml").read_text()
+        )
+        checkpoint, expected_checkpoint = (
+            torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (job, expected_job)
+        )
+        for key in ("hyper_parameters", "model_kind", "RegressionDataModule", "epoch"):
+            assert checkpoint[key] == expected_checkpoint[key], (name, key)
+        for key, tensor in expected_checkpoint["state_dict"].items():
+            torch.testing.assert_close(checkpoint["state_dict"][key], tensor, rtol=rel, atol=1e-6)
+
+
+def _flat(value) -> list[float]:
+    """Numbers nested in lists, non-finite ones (a diverged run's) as a marker pytest.approx compares exactly."""
+    if isinstance(value, list):
+        return [x for item in value for x in _flat(item)]
+    return [value if value is not None and math.isfinite(value) else -1e300]
+
+
+SWEEPS = {
+    "scratch model, gradient descent, lr x epochs, one diverging": [
+        "model=scratch",
+        "optim=gd",
+        "optim.lr=1e-5,1e-4,1e-2",
+        "trainer.max_epochs=3,8",
+    ],
+    "shuffled mini-batches x seeds, SGD with momentum": [
+        "data.batch_size=5",
+        "data.shuffle=true",
+        "seed=1,2",
+        "optim.lr=1e-5",
+        "optim.momentum=0,0.9",
+        "trainer.max_epochs=4",
+    ],
+    "Adam on standardized data, held-out rows": [
+        "optim=adam",
+        "data.standardize=true",
+        "data.val_fraction=0.2",
+        "optim.lr=0.01,0.1",
+        "optim.weight_decay=0,0.01",
+        "trainer.max_epochs=5",
+    ],
+    "an LBFGS job among SGD ones, in float64": ["optim=sgd,lbfgs", "trainer.precision=64", "trainer.max_epochs=3"],
+    "an Optuna search, 4 trials proposed at once": [
+        "experiment=search_lr",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=4",
+        "trainer.max_epochs=5",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SWEEPS)
+def test_jobs_trained_together_match_jobs_run_one_by_one(name, tmp_path):
+    results = {}
+    for launcher, folder in (("batched", "together"), ("basic", "alone")):
+        result = run_cli("-m", *SWEEPS[name], f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        results[launcher] = result.stdout
+    assert ("1 job one at a time" in results["batched"]) == ("LBFGS" in name)
+    assert_same_jobs(tmp_path / "together", tmp_path / "alone")
+
+
+def test_a_failing_group_is_recorded_for_each_of_its_jobs_and_the_sweep_goes_on(
+    hydra_sweep_runner, tmp_path, monkeypatch
+):
+    import experiments.group
+    from experiments.cli import train_task
+
+    train_group = experiments.group.train_group
+
+    def fail_for_adam(jobs, *args):
+        if jobs[0].values["optim"]["_target_"] == "torch.optim.Adam":
+            raise RuntimeError("a bug in the group")
+        return train_group(jobs, *args)
+
+    monkeypatch.setattr(experiments.group, "train_group", fail_for_adam)
+    sweep = hydra_sweep_runner(
+        calling_file=str(REPO / "train.py"),
+        calling_module=None,
+        task_function=train_task,
+        config_path="conf",
+        config_name="config",
+        overrides=["optim=sgd,adam", "optim.lr=1e-5,1e-6", "trainer.max_epochs=2"],
+        temp_dir=tmp_path,
+    )
+    sweep.train_together = train_task.train_together  # the runner hands Hydra itself as the task
+    with pytest.raises(SystemExit) as exit_status, sweep:  # the sweep summary exits 1: jobs failed
+        pass
+    assert exit_status.value.code == 1
+    summaries = {job.name: json.loads((job / "summary.json").read_text()) for job in _jobs(tmp_path).values()}
+    assert [s["status"] for s in summaries.values()] == ["ok", "ok", "failed", "failed"]
+    for name, summary in summaries.items():
+        if summary["status"] == "failed":
+            assert summary["error"] == "RuntimeError: a bug in the group"
+            assert "Traceback" in (tmp_path / name / "error.txt").read_text()
