@@ -315,7 +315,7 @@ def test_trains_on_the_gpu(make_cfg, overrides):
 def test_record_checksums_are_tensorboards_own():
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as pure_python
 
-    from experiments.logger import masked_crc32c
+    from experiments.events import masked_crc32c
 
     for data in (b"", b"a", bytes(range(256)) * 3):
         assert masked_crc32c(data) == pure_python(data)

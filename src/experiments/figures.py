@@ -68,12 +68,23 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
     fig = _figure(figsize=(11, max(4.5, 0.19 * named + 1.5)), layout="constrained")
     ax = fig.subplots()
     colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
+    unnamed = []
     for i, (run, label) in enumerate(plotted):
-        steps, values = zip(*[(s, v) for s, v in run.curve if math.isfinite(v) and v > 0])
+        points = [(s, v) for s, v in run.curve if math.isfinite(v) and v > 0]
         color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
+        if i >= named:  # drawn together below: one artist for hundreds of curves
+            unnamed.append((points, color))
+            continue
         if run.summary.get("status") != "ok":
             label += f" ({run.summary.get('status')})"
-        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label if i < named else None)
+        steps, values = zip(*points)
+        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
+    if unnamed:
+        from matplotlib.collections import LineCollection
+
+        lines, line_colors = zip(*unnamed)
+        ax.add_collection(LineCollection(lines, colors=line_colors, linewidths=0.8, alpha=0.6))
+        ax.autoscale_view()
     optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
     for j, optimum in enumerate(optima):
         ax.axhline(

@@ -79,7 +79,7 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
 
 def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
     """The whole-data loss per epoch (`train/full_loss`) from the run's TensorBoard files."""
-    from experiments.logger import read_scalar_series
+    from experiments.events import read_scalar_series
 
     curve = {}
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
