@@ -159,6 +159,89 @@ def sweep(scratch: Path) -> dict:
     }
 
 
+def learning_rates(k: int) -> str:
+    """`k` learning rates spread on a log scale from 1e-7 to 1e-3 (on crops the largest diverge)."""
+    return ",".join(f"{10 ** (-7 + 4 * i / max(k - 1, 1)):.4g}" for i in range(k))
+
+
+SYNTHETIC = ["data=synthetic", "data.n=2000000", "data.num_features=32", "data.num_targets=4", "data.batch_size=8192"]
+SEEDS = ["data.batch_size=5", "data.shuffle=true", "trainer.max_epochs=100"]
+# name: (the sweep's arguments, the one run's, the target, repeats with the batched launcher, with the basic one)
+SWEEPS = {
+    "experiment=sweep_lr_epochs (9 jobs)": (["experiment=sweep_lr_epochs"], ["trainer.max_epochs=200"], 1.1, 3, 3),
+    "1 learning rate, 200 epochs": (
+        ["-m", "optim.lr=1e-5", "trainer.max_epochs=200"],
+        ["trainer.max_epochs=200"],
+        None,
+        3,
+        0,
+    ),
+    "10 learning rates, 200 epochs": (
+        ["-m", f"optim.lr={learning_rates(10)}", "trainer.max_epochs=200"],
+        ["trainer.max_epochs=200"],
+        None,
+        3,
+        0,
+    ),
+    "100 learning rates, 200 epochs": (
+        ["-m", f"optim.lr={learning_rates(100)}", "trainer.max_epochs=200"],
+        ["trainer.max_epochs=200"],
+        1.5,
+        3,
+        1,
+    ),
+    "1000 learning rates, 200 epochs": (
+        ["-m", f"optim.lr={learning_rates(1000)}", "trainer.max_epochs=200"],
+        ["trainer.max_epochs=200"],
+        3.0,
+        3,
+        0,
+    ),
+    "10 seeds x 3 learning rates, batches of 5": (
+        ["-m", "seed=" + ",".join(map(str, range(10))), "optim.lr=1e-6,1e-5,3e-5", *SEEDS],
+        ["optim.lr=1e-5", *SEEDS],
+        2.0,
+        3,
+        1,
+    ),
+    "4 learning rates, synthetic 2M x 32 -> 4": (
+        ["-m", "optim.lr=0.001,0.003,0.01,0.03", "trainer.max_epochs=2", *SYNTHETIC],
+        ["optim.lr=0.01", "trainer.max_epochs=2", *SYNTHETIC],
+        1.3,
+        3,
+        1,
+    ),
+}
+
+
+def sweeps(scratch: Path) -> dict[str, dict]:
+    """Each sweep of `SWEEPS` end to end from the command, with the default (batched) launcher and,
+    for the record, with `hydra/launcher=basic`, each paired with one `python train.py` run of the
+    same data and epochs right after it."""
+    results = {}
+    for name, (arguments, one_run, target, repeats, basic_repeats) in SWEEPS.items():
+        for launcher, count in (("batched", repeats), ("basic", basic_repeats)):
+            if not count:
+                continue
+            print(f"  {name}, {launcher} launcher ...", file=sys.stderr, flush=True)
+            swept, single = [], []
+            for repeat in range(count):
+                folder = f"hydra.sweep.dir={scratch}/{launcher}{repeat}"
+                command = [sys.executable, str(REPO / "train.py"), *arguments, f"hydra/launcher={launcher}", folder]
+                swept.append(wall_seconds(command, cwd=scratch))
+                run = [sys.executable, str(REPO / "train.py"), *one_run, f"hydra.run.dir={scratch}/one{repeat}"]
+                single.append(wall_seconds(run, cwd=scratch))
+            results[f"sweep: {name}" + ("" if launcher == "batched" else ", basic launcher")] = {
+                "unit": "s",
+                "framework": spread(swept),
+                "one_run": spread(single),
+                "ratio": paired(swept, single),
+                "target": f"<= {target}" if target and launcher == "batched" else None,
+                "higher_is_better": False,
+            }
+    return results
+
+
 def cold_start(scratch: Path) -> dict:
     """`python train.py trainer.max_epochs=1`, end to end, against importing Lightning alone."""
     framework, imports = [], []
@@ -262,6 +345,8 @@ def main() -> None:
             benchmarks[name] = measure()
         print("measuring quick answers ...", file=sys.stderr, flush=True)
         benchmarks.update(quick_answers(scratch))
+        print("measuring sweeps against one run ...", file=sys.stderr, flush=True)
+        benchmarks.update(sweeps(scratch))
     results = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -283,8 +368,9 @@ def main() -> None:
         f"{small['framework_fixed_seconds_per_run']['median']:.2f} s more."
     )
     print(
-        "ratio: framework / baseline for times, framework / plain loop for rows/s, for each pair of runs measured "
-        "one after the other: the median and the range over the pairs. Written to bench/results.json."
+        "ratio: framework / baseline for times, framework / plain loop for rows/s, a sweep / one run of the same "
+        "data and epochs, for each pair measured one after the other: the median and the range over the pairs. "
+        "Written to bench/results.json."
     )
     missed = [name for name, result in benchmarks.items() if not _meets(result)]
     print(f"Targets missed: {', '.join(missed)}." if missed else "Every target met.")

@@ -1,6 +1,7 @@
 """The batched launcher: Hydra's own launcher tests, and each kind of sweep trained together
 against the same sweep run job by job with `hydra/launcher=basic`."""
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, LauncherTestSuite
 from hydra.version import VersionBase
 
-from helpers import REPO, read_scalars, run_cli
+from helpers import REPO, read_scalars
 
 
 @pytest.fixture(autouse=True)
@@ -105,23 +106,40 @@ SWEEPS = {
 }
 
 
-@pytest.mark.slow
+def run_sweep(hydra_sweep_runner, sweep_dir: Path, *overrides: str):
+    """`python train.py -m *overrides` in this process (Hydra's own test runner), into `sweep_dir`."""
+    from experiments.cli import train_task
+
+    sweep = hydra_sweep_runner(
+        calling_file=str(REPO / "train.py"),
+        calling_module=None,
+        task_function=train_task,
+        config_path="conf",
+        config_name="config",
+        overrides=list(overrides),
+        temp_dir=sweep_dir,
+    )
+    sweep.train_together = train_task.train_together  # the runner hands Hydra itself as the task
+    return sweep
+
+
 @pytest.mark.parametrize("name", SWEEPS)
-def test_jobs_trained_together_match_jobs_run_one_by_one(name, tmp_path):
-    results = {}
-    for launcher, folder in (("batched", "together"), ("basic", "alone")):
-        result = run_cli("-m", *SWEEPS[name], f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", cwd=tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
-        results[launcher] = result.stdout
-    assert ("1 job one at a time" in results["batched"]) == ("LBFGS" in name)
-    assert_same_jobs(tmp_path / "together", tmp_path / "alone")
+def test_jobs_trained_together_match_jobs_run_one_by_one(name, hydra_sweep_runner, tmp_path, capsys):
+    with contextlib.ExitStack() as sweeps:  # Hydra's runner removes the sweep folder when it is left
+        for launcher, folder in (("batched", "together"), ("basic", "alone")):
+            sweeps.enter_context(
+                run_sweep(hydra_sweep_runner, tmp_path / folder, *SWEEPS[name], f"hydra/launcher={launcher}")
+            )
+            if launcher == "batched":
+                plan = capsys.readouterr().out
+        assert ("1 job one at a time" in plan) == ("LBFGS" in name)
+        assert_same_jobs(tmp_path / "together", tmp_path / "alone")
 
 
 def test_a_failing_group_is_recorded_for_each_of_its_jobs_and_the_sweep_goes_on(
     hydra_sweep_runner, tmp_path, monkeypatch
 ):
     import experiments.group
-    from experiments.cli import train_task
 
     train_group = experiments.group.train_group
 
@@ -131,16 +149,7 @@ def test_a_failing_group_is_recorded_for_each_of_its_jobs_and_the_sweep_goes_on(
         return train_group(jobs, *args)
 
     monkeypatch.setattr(experiments.group, "train_group", fail_for_adam)
-    sweep = hydra_sweep_runner(
-        calling_file=str(REPO / "train.py"),
-        calling_module=None,
-        task_function=train_task,
-        config_path="conf",
-        config_name="config",
-        overrides=["optim=sgd,adam", "optim.lr=1e-5,1e-6", "trainer.max_epochs=2"],
-        temp_dir=tmp_path,
-    )
-    sweep.train_together = train_task.train_together  # the runner hands Hydra itself as the task
+    sweep = run_sweep(hydra_sweep_runner, tmp_path, "optim=sgd,adam", "optim.lr=1e-5,1e-6", "trainer.max_epochs=2")
     with pytest.raises(SystemExit) as exit_status, sweep:  # the sweep summary exits 1: jobs failed
         pass
     assert exit_status.value.code == 1
