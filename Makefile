@@ -29,7 +29,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The framework against plain PyTorch loops on this machine (about 5 minutes): bench/results.json.
+# The framework against plain PyTorch loops, and sweeps against one run, on this machine (about 15 minutes): bench/results.json.
 bench: install
 	$(PYTHON) bench/bench.py
 

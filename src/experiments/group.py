@@ -9,6 +9,7 @@ gets the folder, summary.json, TensorBoard file, hparams and checkpoint a single
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from experiments.config import TrainerConfig, Values
 from experiments.jobs import Job
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
-from experiments.summary import run_settings, write_summary
+from experiments.summary import run_settings, summary_of, write_summary
 from experiments.train import build, draws_fit_picture, make_trainer
+
+# Each member's update is applied by MembersModule itself, not by a torch optimizer; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
 
 BATCHED_MODELS = {"torch.nn.Linear", "experiments.models.ScratchLinear"}
 MODEL_KINDS = {"torch.nn.Linear": "Linear", "experiments.models.ScratchLinear": "ScratchLinear"}
@@ -156,38 +160,20 @@ class GroupRecorder(pl.Callback):
         self._save_checkpoint(trainer, module, t, job, hparams)
         seconds = time.perf_counter() - self.started
         datamodule = trainer.datamodule
-        optimum = evaluator.optimum
-        true_weights = {}
-        if evaluator.true_weights is not None:
-            true_weights = {
-                "true_weights": evaluator.true_weights[0].tolist(),
-                "true_bias": evaluator.true_weights[1].tolist(),
-            }
-        self.results[job.index] = summary = {
-            "status": status,
-            "diverged_at_epoch": self.diverged_at[t],
-            "final_loss": curve[-1],
-            "optimal_loss": optimum.loss,
-            "loss_ratio": evaluator.ratio(curve[-1]),
-            "max_stable_lr": optimum.max_stable_lr,
-            "val_loss": losses[1] if len(losses) > 1 else None,
-            "weights": [row[:features] for row in rows],
-            "bias": [row[features] for row in rows],
-            "optimal_weights": optimum.weights.tolist(),
-            "optimal_bias": optimum.bias.tolist(),
-            **true_weights,
-            "feature_names": datamodule.feature_names,
-            "target_names": datamodule.target_names,
-            "rows": datamodule.rows,
-            "epochs": epochs,
-            "steps": epochs * math.ceil(datamodule.rows / datamodule.batch_size),
-            "seconds": seconds,
-            "train_seconds": seconds,
-            "rows_per_second": datamodule.rows * epochs / seconds if seconds else None,
-            **hparams,
-            "device": trainer.strategy.root_device.type,
-            "threads": torch.get_num_threads(),
-        }
+        self.results[job.index] = summary = summary_of(
+            status=status,
+            diverged_at_epoch=self.diverged_at[t],
+            losses=curve,
+            val_loss=losses[1] if len(losses) > 1 else None,
+            weights=[row[:features] for row in rows],
+            bias=[row[features] for row in rows],
+            datamodule=datamodule,
+            steps=epochs * math.ceil(datamodule.rows / datamodule.batch_size),
+            seconds=seconds,
+            train_seconds=seconds,
+            settings=hparams,
+            device=trainer.strategy.root_device.type,
+        )
         write_summary(job.output_dir, summary)
 
     def _draw_fit(self, logger: EpochLogger, module: MembersModule, t: int, epoch: int) -> None:

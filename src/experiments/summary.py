@@ -59,29 +59,61 @@ def run_summary(
     divergence: "StopOnDivergence",
     seconds: float,
 ) -> dict[str, Any]:
-    """Everything summary.json records of a fitted run: how it ended, its loss against the optimum,
-    the weights learned and the optimal ones in the data's units, its size and speed, and what it
-    was set to do (the module's hparams)."""
+    """Everything summary.json records of a fitted single run (see `summary_of`)."""
+    weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
+    status = "interrupted" if trainer.interrupted else "diverged" if divergence.diverged_at_epoch else "ok"
+    return summary_of(
+        status=status,
+        diverged_at_epoch=divergence.diverged_at_epoch,
+        losses=recorder.losses,
+        val_loss=recorder.val_loss,
+        weights=weights,
+        bias=bias,
+        datamodule=datamodule,
+        steps=module.steps,
+        seconds=seconds,
+        train_seconds=recorder.train_seconds,
+        settings=dict(module.hparams),
+        device=trainer.strategy.root_device.type,
+    )
+
+
+def summary_of(
+    *,
+    status: str,
+    diverged_at_epoch: int | None,
+    losses: list[float],
+    val_loss: float | None,
+    weights: list[list[float]],
+    bias: list[float],
+    datamodule: "RegressionDataModule",
+    steps: int,
+    seconds: float,
+    train_seconds: float,
+    settings: dict[str, Any],
+    device: str,
+) -> dict[str, Any]:
+    """Everything summary.json records of a run: how it ended, its loss (`losses`: before training and
+    after each epoch) against the optimum, the weights learned (in the data's units) and the optimal
+    ones, its size and speed, and what it was set to do (`settings`)."""
     import torch
 
     evaluator = datamodule.evaluator
-    optimum, final_loss, epochs = evaluator.optimum, recorder.losses[-1], len(recorder.losses) - 1
-    weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
+    optimum, final_loss, epochs = evaluator.optimum, losses[-1], len(losses) - 1
     true_weights = {}
     if evaluator.true_weights is not None:
         true_weights = {
             "true_weights": evaluator.true_weights[0].tolist(),
             "true_bias": evaluator.true_weights[1].tolist(),
         }
-    status = "interrupted" if trainer.interrupted else "diverged" if divergence.diverged_at_epoch else "ok"
     return {
         "status": status,
-        "diverged_at_epoch": divergence.diverged_at_epoch,
+        "diverged_at_epoch": diverged_at_epoch,
         "final_loss": final_loss,
         "optimal_loss": optimum.loss,
         "loss_ratio": evaluator.ratio(final_loss),
         "max_stable_lr": optimum.max_stable_lr,
-        "val_loss": recorder.val_loss,
+        "val_loss": val_loss,
         "weights": weights,
         "bias": bias,
         "optimal_weights": optimum.weights.tolist(),
@@ -91,12 +123,12 @@ def run_summary(
         "target_names": datamodule.target_names,
         "rows": datamodule.rows,
         "epochs": epochs,
-        "steps": module.steps,
+        "steps": steps,
         "seconds": seconds,
-        "train_seconds": recorder.train_seconds,
-        "rows_per_second": datamodule.rows * epochs / recorder.train_seconds if recorder.train_seconds else None,
-        **module.hparams,
-        "device": trainer.strategy.root_device.type,
+        "train_seconds": train_seconds,
+        "rows_per_second": datamodule.rows * epochs / train_seconds if train_seconds else None,
+        **settings,
+        "device": device,
         "threads": torch.get_num_threads(),
     }
 

@@ -143,9 +143,8 @@ def train_sweep(
         for job in members:
             summary = results.get(job.index)
             if summary is not None:
-                bar.write(
-                    f"#{job.index} {' '.join(job.overrides)}\n{format_result(summary, job.output_dir, compact=True)}"
-                )
+                result = format_result(summary, job.output_dir, compact=True).strip()
+                bar.write(f"#{job.index} {' '.join(job.overrides)}: {result}")
             returns[job.index] = launcher.job_ended(job, objective(summary) if summary else math.inf)
         bar.update(done - bar.n)
         if interrupted:
