@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import interrupt_training, run_cli
+from helpers import REPO, interrupt_training, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -303,3 +303,20 @@ def test_an_optimizer_setting_torch_refuses_is_caught_before_training(tmp_path):
     result = run_cli("-m", "optim.momentum=0.5,-1", "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 2
     assert "job 1 (optim.momentum=-1 trainer.max_epochs=2): optim: Invalid momentum value: -1" in result.stderr
+
+
+def test_a_sweep_of_more_jobs_than_the_open_files_limit_trains_together(tmp_path):
+    import resource
+
+    lrs = ",".join(f"{1e-7 * (1 + i / 100):.6g}" for i in range(300))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "-m", f"optim.lr={lrs}", "trainer.max_epochs=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),  # fewer than the jobs' files
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "300 jobs in 1 group of 300 trajectories" in result.stdout
+    assert len(_rows(_sweep_dir(tmp_path))) == 300

@@ -78,22 +78,25 @@ def read_scalar_series(path: Path, tag: str) -> list[tuple[int, float]]:
 class EventFile:
     """One TensorBoard event file, written synchronously: TensorBoard's own writer hands every record
     to a thread of its own and checksums it in pure Python, each costing more than a small-data step.
-    It offers what `TensorBoardLogger` and this project write through: summaries, figures, flush, close."""
+    It offers what `TensorBoardLogger` and this project write through: summaries, figures, flush, close.
+    Records wait in memory until `flush`, which opens the file only to append them: a sweep group
+    writes a thousand runs' files at once, more than the usual limit of open files (1024)."""
 
     def __init__(self, folder: str | Path) -> None:
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.0"
         self.path = Path(folder) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("wb")
+        self._pending = bytearray()
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
 
     def _write(self, event: Event) -> None:
         self._write_record(event.SerializeToString())
 
     def _write_record(self, data: bytes) -> None:
         header = struct.pack("<Q", len(data))
-        self._file.write(
-            b"".join([header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))])
+        self._pending += b"".join(
+            [header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))]
         )
 
     def add_scalars(self, metrics: Mapping[str, float], step: int, wall_time: float) -> None:
@@ -121,8 +124,10 @@ class EventFile:
         self.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), global_step)
 
     def flush(self) -> None:
-        if not self._file.closed:  # Lightning saves, and so flushes, after it has closed the experiment
-            self._file.flush()
+        if self._pending:
+            with self.path.open("ab") as file:
+                file.write(self._pending)
+            self._pending.clear()
 
     def close(self) -> None:
-        self._file.close()
+        self.flush()
