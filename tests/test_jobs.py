@@ -28,17 +28,23 @@ SWEEPS = {
     "odd values": [
         ["data=csv", "data.path='my data/file with spaces.csv'", "data.targets=[a,b]"],
         ["+trainer.gradient_clip_val=1"],
+        ["optim.lr=2", "++optim.lr=3"],
+    ],
+    "values read from Hydra's node": [
+        [f"optim.lr={lr}", "+where=${hydra:runtime.output_dir}/${hydra:job.num}"] for lr in (1, 2)
     ],
 }
 
 
-@pytest.fixture()
-def sweep(tmp_path):
+@pytest.fixture(params=["sweeps", "a folder with spaces"])
+def sweep(tmp_path, request, hydra_restore_singletons):
     setup_globals()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         master = loader.load_configuration(
-            "config", [f"hydra.sweep.dir={tmp_path}", "hydra.mode=MULTIRUN"], run_mode=RunMode.MULTIRUN
+            "config",
+            [f"hydra.sweep.dir='{tmp_path / request.param}'", "hydra.mode=MULTIRUN"],
+            run_mode=RunMode.MULTIRUN,
         )
         yield HydraContext(config_loader=loader, callbacks=Callbacks()), master
 
@@ -63,10 +69,11 @@ def hydras_own(context, master, overrides, index):
     return config, files
 
 
+@pytest.mark.parametrize("keep_config", [True, False])
 @pytest.mark.parametrize("name", SWEEPS)
-def test_each_job_is_composed_as_hydra_composes_it(sweep, name):
+def test_each_job_is_composed_as_hydra_composes_it(sweep, name, keep_config):
     context, master = sweep
-    jobs = list(compose_jobs(context, master, SWEEPS[name], initial_job_idx=3))
+    jobs = list(compose_jobs(context, master, SWEEPS[name], initial_job_idx=3, keep_config=lambda values: keep_config))
     assert [job.index for job in jobs] == list(range(3, 3 + len(jobs)))
     for job, overrides in zip(jobs, SWEEPS[name]):
         config, files = hydras_own(context, master, overrides, job.index)
@@ -75,7 +82,8 @@ def test_each_job_is_composed_as_hydra_composes_it(sweep, name):
         expected = OmegaConf.to_container(config, resolve=True)
         del expected["hydra"]
         assert job.values == expected
-        assert OmegaConf.to_container(job.config) == OmegaConf.to_container(config)
+        if keep_config:
+            assert OmegaConf.to_container(job.config) == OmegaConf.to_container(config)
 
 
 def test_numbers_are_parsed_as_hydra_parses_them():

@@ -91,6 +91,8 @@ def compose_jobs(
         try:
             parsed = [parse_override(parser, line) for line in overrides]
             plain = [o for o in parsed if _is_plain_value(o, loader)]
+            others = {o.key_or_group for o in parsed if o not in plain}
+            plain = [o for o in plain if o.key_or_group not in others]  # `~key` or `++key` too: Hydra's order
             shape = tuple(o.input_line for o in parsed if o not in plain) + tuple(o.key_or_group for o in plain)
             if shape not in kinds:
                 try:
@@ -110,7 +112,7 @@ def compose_jobs(
 
 # `key=number`, the overrides a sweep over values is made of; anything else goes to Hydra's parser.
 _NUMBER_OVERRIDE = re.compile(
-    r"(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)=(?P<value>[-+]?(?:(?:0|[1-9]\d*)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 )
 _JOB_FIELD = re.compile(r"\$\{hydra\.job\.(num|id|override_dirname)\}")
 _INTEGER = re.compile(r"[-+]?\d+")
@@ -162,6 +164,8 @@ class _Kind:
             for path, value in _leaves(task)
             if isinstance(value, str) and "${" in value and path != ("output_dir",)
         ]
+        # Whether any of them reads Hydra's node (${hydra:job.num}), which must then be the job's own.
+        self._reads_hydra = any("${hydra:" in str(_get(task, path)) for path in self._interpolated)
         self._sweep_dir = str(config.hydra.sweep.dir)
         self._choices = OmegaConf.to_container(config.hydra.runtime.choices)
         self._subdir_template = str(self._hydra["hydra"]["sweep"]["subdir"])
@@ -175,12 +179,18 @@ class _Kind:
     ) -> Job:
         config = self.config
         task_overrides = [o for o in parsed if not o.is_hydra_override()]
+        task_lines = [o.input_line for o in task_overrides]
         override_dirname = get_overrides_dirname(overrides=task_overrides, **self._dirname_settings)
         with read_write(config):
             ConfigLoaderImpl._apply_overrides_to_config(plain, config)
-        subdir = self._subdir(index, override_dirname)
-        output_dir = os.path.abspath(os.path.join(self._sweep_dir, subdir))
+        output_dir = os.path.abspath(os.path.join(self._sweep_dir, self._subdir(index, override_dirname)))
         set_values = [_raw(config, key) for key in self.keys]
+        slots = [*set_values, *task_lines, override_dirname, str(index), index, output_dir]  # hydra.job.id is a string
+        rendered = _rendered(slots)
+        hydra_fields_set = False
+        if self._reads_hydra or None in rendered:  # the job's own hydra node is needed: set it, as run_job does
+            self._set_hydra_fields(task_lines, override_dirname, index, output_dir)
+            hydra_fields_set = True
         values = copy.deepcopy(self._task)
         for key, value in zip(self.keys, set_values):
             if isinstance(value, str) and "${" in value:  # an interpolation, resolved as the job would see it
@@ -189,27 +199,25 @@ class _Kind:
         for path in self._interpolated:
             _put(values, path, OmegaConf.select(config, ".".join(map(str, path))))
         values["output_dir"] = output_dir
-        task_lines = [o.input_line for o in task_overrides]
         whole_config = None
         if keep_config(values):
-            with read_write(config.hydra):
-                config.hydra.overrides.task = task_lines
-                config.hydra.job.override_dirname = override_dirname
-                with open_dict(config.hydra.job):
-                    config.hydra.job.id = index
-                    config.hydra.job.num = index
-                config.hydra.runtime.output_dir = output_dir
+            if not hydra_fields_set:
+                self._set_hydra_fields(task_lines, override_dirname, index, output_dir)
             whole_config = copy.deepcopy(config)
-        slots = [*set_values, *task_lines, override_dirname, str(index), index, output_dir]  # hydra.job.id is a string
-        return Job(
-            index,
-            task_lines,
-            values,
-            self._files(slots),
-            self._output_subdir,
-            self._choices,
-            whole_config,
-        )
+        return Job(index, task_lines, values, self._files(rendered), self._output_subdir, self._choices, whole_config)
+
+    def _set_hydra_fields(self, task_lines: list[str], override_dirname: str, index: int, output_dir: str) -> None:
+        """The job's fields of the `hydra` node, and HydraConfig set to it (what `${hydra:...}` reads)."""
+        hydra = self.config.hydra
+        with read_write(hydra):
+            hydra.overrides.task = task_lines
+            hydra.job.override_dirname = override_dirname
+            with open_dict(hydra.job):
+                hydra.job.id = index
+                hydra.job.num = index
+            hydra.runtime.output_dir = output_dir
+        if self._reads_hydra:
+            HydraConfig.instance().set_config(self.config)
 
     def _subdir(self, index: int, override_dirname: str) -> str:
         """`hydra.sweep.subdir` for a job: filled in here where it names nothing but the job's number
@@ -218,22 +226,25 @@ class _Kind:
         filled = _JOB_FIELD.sub(lambda match: job_fields[match[1]], self._subdir_template)
         if "${" not in filled and "\\" not in filled:
             return filled
-        with read_write(self.config.hydra), open_dict(self.config.hydra.job):
-            self.config.hydra.job.id = self.config.hydra.job.num = index
-            self.config.hydra.job.override_dirname = override_dirname
+        hydra = self.config.hydra
+        with read_write(hydra), open_dict(hydra.job):
+            hydra.job.id = hydra.job.num = index
+            hydra.job.override_dirname = override_dirname
+            hydra.runtime.output_dir = self._hydra["hydra"]["runtime"]["output_dir"]  # not the last job's
+        HydraConfig.instance().set_config(self.config)  # as run_job sets it before resolving the folder
         return str(self.config.hydra.sweep.subdir)
 
-    def _files(self, slot_values: list[Any]) -> dict[str, str]:
+    def _files(self, rendered: list[str | None]) -> dict[str, str]:
         """The .hydra/ files of the job the config is set to, as `run_job` writes them: its templates
-        with `slot_values` filled in (the set values, the overrides, override_dirname, id, num, output_dir)."""
-        rendered = _rendered(slot_values)
-        if any(text is None for text in rendered):  # a value whose form depends on where it stands
+        with the `rendered` slots filled in (the set values, the overrides, override_dirname, id, num,
+        output_dir); written whole where a slot's form depends on where it stands (None)."""
+        if any(text is None for text in rendered):
             task = OmegaConf.to_container(self.config, resolve=False, enum_to_str=True)
             hydra_node = {"hydra": task.pop("hydra")}
             return dict(zip(HYDRA_FILES, map(to_yaml, (task, hydra_node, hydra_node["hydra"]["overrides"]["task"]))))
         if self._templates is None:
             task, hydra_node = copy.deepcopy(self._task), copy.deepcopy(self._hydra)
-            overrides = hydra_node["hydra"]["overrides"]["task"] = [None] * (len(slot_values) - len(self.keys) - 4)
+            overrides = hydra_node["hydra"]["overrides"]["task"] = [None] * (len(rendered) - len(self.keys) - 4)
             slots = [
                 *((task, tuple(key.split("."))) for key in self.keys),
                 *((overrides, (i,)) for i in range(len(overrides))),
@@ -270,6 +281,13 @@ def _raw(config: DictConfig, key: str) -> Any:
 
 def _slot(n: int) -> str:
     return f"SLOT{n:06d}X"
+
+
+def _get(root: Any, path: tuple) -> Any:
+    """The leaf at `path` of a container."""
+    for part in path:
+        root = root[part]
+    return root
 
 
 def _put(root: Any, path: tuple, value: Any) -> None:
