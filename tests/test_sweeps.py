@@ -50,7 +50,7 @@ def mixed_sweep(tmp_path_factory):
 def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     result, sweep_dir = mixed_sweep
     assert result.returncode == 1, "a failed job must show in the exit status"
-    assert "Sweep of 4 jobs: 4 jobs in 2 groups of 4 trajectories." in result.stdout
+    assert "Training 4 jobs: 4 together in 2 groups, as 4 trajectories." in result.stdout
     rows = _rows(sweep_dir)
     # What all jobs share (trainer.max_epochs=5) is left out of the overrides column.
     ok, diverged, *failed = (
@@ -291,7 +291,7 @@ def test_invalid_jobs_stop_the_sweep_before_any_job_trains(tmp_path):
     result = run_cli("-m", "optim.lr=1e-5,-1,abc,${nope}", "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[0] == "Error: 3 of 4 jobs of the sweep are invalid, so none was run:"
+    assert lines[0] == "Error: 3 of the 4 jobs to run are invalid, so none of them was run:"
     assert lines[1].startswith("  job 1 (optim.lr=-1 trainer.max_epochs=2): optim.lr must be a positive")
     assert lines[2] == "  job 2 (optim.lr=abc trainer.max_epochs=2): optim.lr must be a number; got 'abc'."
     assert lines[3].startswith("  job 3 (") and lines[3].endswith("Interpolation key 'nope' not found")
@@ -318,5 +318,5 @@ def test_a_sweep_of_more_jobs_than_the_open_files_limit_trains_together(tmp_path
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),  # fewer than the jobs' files
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "300 jobs in 1 group of 300 trajectories" in result.stdout
+    assert "Training 300 jobs: 300 together in 1 group, as 300 trajectories." in result.stdout
     assert len(_rows(_sweep_dir(tmp_path))) == 300

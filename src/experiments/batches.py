@@ -83,10 +83,6 @@ class MemberBatches:
     def __init__(self, batches: list[EpochBatches]) -> None:
         self.batches = batches
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.batches[0].steps_per_epoch
-
     def __len__(self) -> int:
         return len(self.batches[0])
 

@@ -7,8 +7,9 @@ A mistake is one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the 
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from hydra._internal import utils as hydra_internal_utils
@@ -21,6 +22,9 @@ from omegaconf.errors import ValidationError
 from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
 from experiments.summary import objective
+
+if TYPE_CHECKING:
+    from experiments.launcher import BatchedLauncher
 
 # What each type OmegaConf names in its message takes, in words.
 EXPECTED = {"Integer": "a whole number", "Float": "a number", "bool": "true or false"}
@@ -70,7 +74,7 @@ def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
     sys.exit(2)
 
 
-def _train_sweep(launcher, job_overrides, initial_job_idx):
+def _train_sweep(launcher: "BatchedLauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
     """The batched launcher's way into train.py's sweeps (see `experiments.launcher`)."""
     from experiments.sweep import train_sweep
 

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from experiments.callbacks import diverged, epoch_metrics, weight_tags
 from experiments.config import TrainerConfig, Values
+from experiments.evaluation import ParameterMeter
 from experiments.jobs import Job
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
@@ -29,27 +30,31 @@ from experiments.train import build, draws_fit_picture, make_trainer
 # Each member's update is applied by MembersModule itself, not by a torch optimizer; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
 
-BATCHED_MODELS = {"torch.nn.Linear", "experiments.models.ScratchLinear"}
-MODEL_KINDS = {"torch.nn.Linear": "Linear", "experiments.models.ScratchLinear": "ScratchLinear"}
-# What members of one group may differ in: each a setting of its own member, or its own epoch count.
-MEMBER_KEYS = {"lr", "momentum", "dampening", "weight_decay", "betas", "eps"}
+BATCHED_MODELS = {"torch.nn.Linear", "experiments.models.ScratchLinear"}  # their config's _target_
+# The config keys of an optimizer that are not its options.
+INSTANTIATION_KEYS = {"_target_", "_partial_", "_convert_"}
 
 
 def can_train_together(values: dict[str, Any]) -> bool:
     """Whether a job's config is one a group can train faithfully: a linear model, an optimizer
-    with a batched update rule, and only the Trainer settings this tool declares."""
-    return (
-        values["model"].get("_target_") in BATCHED_MODELS
-        and values["optim"].get("_target_") in BATCHED_OPTIMIZERS
-        and set(values["trainer"]) <= set(TrainerConfig.__dataclass_fields__)
+    with a batched update rule and exactly the options that rule reads, and only the Trainer
+    settings this tool declares."""
+    optim = values["optim"]
+    if values["model"].get("_target_") not in BATCHED_MODELS or optim.get("_target_") not in BATCHED_OPTIMIZERS:
+        return False
+    per_member, shared = BATCHED_OPTIMIZERS[optim["_target_"]]
+    options = {"betas" if name.startswith("beta") else name for name in per_member} | set(shared)
+    return set(optim) - INSTANTIATION_KEYS == options and set(values["trainer"]) <= set(
+        TrainerConfig.__dataclass_fields__
     )
 
 
 def group_key(values: dict[str, Any]) -> str:
     """What jobs must share to train together: everything but their learning rate, optimizer
     settings, epochs and seed (the seed too where it draws or splits the data)."""
+    per_member = BATCHED_OPTIMIZERS[values["optim"]["_target_"]][0]
     shared = {key: value for key, value in values.items() if key not in ("output_dir", "seed", "optim", "trainer")}
-    shared["optim"] = {key: value for key, value in values["optim"].items() if key not in MEMBER_KEYS}
+    shared["optim"] = {key: value for key, value in values["optim"].items() if key not in per_member and key != "betas"}
     shared["trainer"] = {key: value for key, value in values["trainer"].items() if key != "max_epochs"}
     data = values["data"]
     if "n" in data or data.get("val_fraction"):  # synthetic rows are drawn from the seed; a held-out split is seeded
@@ -59,7 +64,7 @@ def group_key(values: dict[str, Any]) -> str:
 
 def member_settings(optim: dict[str, Any]) -> dict[str, float]:
     """A job's optimizer settings as its member's update rule reads them."""
-    settings = {key: optim[key] for key in BATCHED_OPTIMIZERS[optim["_target_"]] if key in optim}
+    settings = {key: optim[key] for key in BATCHED_OPTIMIZERS[optim["_target_"]][0] if key in optim}
     if "betas" in optim:
         settings["beta1"], settings["beta2"] = optim["betas"]
     return settings
@@ -71,12 +76,18 @@ class GroupRecorder(pl.Callback):
     when its trajectory reaches its epoch count or diverges. Stops the fit when every job is done."""
 
     def __init__(
-        self, trajectories: list[list[Job]], settings: list[dict[str, Any]], progress: Callable[[int], None]
+        self,
+        trajectories: list[list[Job]],
+        settings: list[dict[str, Any]],
+        model_kind: str,
+        progress: Callable[[int], None],
+        results: dict[int, dict[str, Any]],
     ) -> None:
-        self.trajectories, self.settings, self.progress = trajectories, settings, progress
+        self.trajectories, self.settings, self.model_kind, self.progress = trajectories, settings, model_kind, progress
         self.fit_picture = draws_fit_picture(Values(trajectories[0][0].values), multirun=True)
-        self.results: dict[int, dict[str, Any]] = {}  # by job index
+        self.results = results  # each finished job's summary, by job index, as it finishes
         self.loggers: dict[int, EpochLogger] = {}
+        self._meter: ParameterMeter | None = None  # made when training starts
         self.losses: list[list[float]] = [[] for _ in trajectories]
         self.diverged_at: list[int | None] = [None] * len(trajectories)
         self.started = time.perf_counter()
@@ -124,12 +135,21 @@ class GroupRecorder(pl.Callback):
             self.progress(running)
 
     def finish_interrupted(self, trainer: pl.Trainer, module: MembersModule) -> None:
-        """On Ctrl-C: every job not yet finished, recorded as interrupted at the epoch it reached."""
+        """On Ctrl-C: every job not yet finished, recorded as interrupted at the epoch it reached
+        (none, if training had not started)."""
+        if self._meter is None:
+            return
         values, losses = self._meter.read()
         for t, jobs in enumerate(self.trajectories):
             for job in jobs:
                 if job.index not in self.results and self.losses[t]:
                     self._finish(trainer, module, t, job, values[t], losses[t], "interrupted")
+
+    def close_unfinished(self) -> None:
+        """Write what the jobs not finished have logged (after a failure)."""
+        for index, logger in self.loggers.items():
+            if index not in self.results:
+                logger.finalize("failed")
 
     def _finish(
         self,
@@ -210,7 +230,7 @@ class GroupRecorder(pl.Callback):
             "hparams_name": "settings",
             "hyper_parameters": hparams,
             "RegressionDataModule": trainer.datamodule.state_dict(),
-            "model_kind": MODEL_KINDS[job.values["model"]["_target_"]],
+            "model_kind": self.model_kind,
         }
         path = job.output_dir / "checkpoints" / "last.ckpt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,17 +238,18 @@ class GroupRecorder(pl.Callback):
 
 
 def train_group(
-    jobs: list[Job], choices: dict[str, str], progress: Callable[[int], None]
-) -> tuple[dict[int, dict[str, Any]], bool]:
-    """Train `jobs` (one group, see `group_key`) together; returns each job's summary by index and
-    whether the fit was interrupted (Ctrl-C), in which case unfinished jobs are recorded as interrupted."""
+    jobs: list[Job], choices: dict[str, str], progress: Callable[[int], None], results: dict[int, dict[str, Any]]
+) -> bool:
+    """Train `jobs` (one group, see `group_key`) together, putting each job's summary into `results`
+    by its index as it finishes; returns whether the fit was interrupted (Ctrl-C), in which case the
+    unfinished jobs are recorded as interrupted. `progress(n)`: n jobs have trained one more epoch."""
     first = OmegaConf.create(jobs[0].values)
-    trajectories: dict[str, list[Job]] = {}
+    by_settings: dict[str, list[Job]] = {}
     for job in jobs:
         key = json.dumps([job.values["seed"], member_settings(job.values["optim"])], sort_keys=True)
-        trajectories.setdefault(key, []).append(job)
-    groups = list(trajectories.values())
-    seeds = sorted({jobs_[0].values["seed"] for jobs_ in groups})
+        by_settings.setdefault(key, []).append(job)
+    trajectories = list(by_settings.values())
+    seeds = sorted({trajectory[0].values["seed"] for trajectory in trajectories})
     shuffle = bool(first.data.get("shuffle"))
 
     pl.seed_everything(seeds[0], verbose=False)
@@ -238,25 +259,25 @@ def train_group(
     make_model = build(
         first, "model", _partial_=True, in_features=datamodule.num_features, out_features=datamodule.num_targets
     )
-    for trajectory in groups:
+    for trajectory in trajectories:
         pl.seed_everything(trajectory[0].values["seed"], verbose=False)  # each member starts as its single run does
         model = make_model()
         weights.append(model.weight.detach())
         biases.append(model.bias.detach())
     optim = first.optim
-    per_member = [member_settings(trajectory[0].values["optim"]) for trajectory in groups]
+    per_member = [member_settings(trajectory[0].values["optim"]) for trajectory in trajectories]
     module = MembersModule(
         torch.stack(weights),
         torch.stack(biases),
         optim._target_,
         {name: [settings[name] for settings in per_member] for name in per_member[0]},
-        seed_of=[seeds.index(trajectory[0].values["seed"]) if shuffle else 0 for trajectory in groups],
+        seed_of=[seeds.index(trajectory[0].values["seed"]) if shuffle else 0 for trajectory in trajectories],
         scaler=datamodule.scaler,
         nesterov=bool(optim.get("nesterov")),
         amsgrad=bool(optim.get("amsgrad")),
     )
-    settings = [run_settings(trajectory[0].values, choices, datamodule) for trajectory in groups]
-    recorder = GroupRecorder(groups, settings, progress)
+    settings = [run_settings(trajectory[0].values, choices, datamodule) for trajectory in trajectories]
+    recorder = GroupRecorder(trajectories, settings, type(model).__name__, progress, results)
     max_epochs = max(job.values["trainer"]["max_epochs"] for job in jobs)
     trainer_cfg = OmegaConf.create({"trainer": {**first.trainer, "max_epochs": max_epochs}})
     trainer = make_trainer(trainer_cfg, Path(jobs[0].output_dir).parent, [recorder], logger=False)
@@ -266,6 +287,9 @@ def train_group(
     except SystemExit:  # Lightning exits after a graceful Ctrl-C shutdown
         if not trainer.interrupted:
             raise
+    except BaseException:
+        recorder.close_unfinished()
+        raise
     if trainer.interrupted:
         recorder.finish_interrupted(trainer, module)
-    return recorder.results, trainer.interrupted
+    return trainer.interrupted

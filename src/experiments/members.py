@@ -4,8 +4,8 @@ Member `t` has its own weight `W[t]` (targets x features) and bias `b[t]`, its o
 and optimizer settings, and sees the mini-batches of its own seed. One step computes every
 member's mean squared error and its gradient in a few batched tensor operations (the gradient of
 a linear model's MSE is `2/n * err^T [x 1]`, written out rather than taped), then applies each
-member's update rule exactly as `torch.optim` writes it, with its settings as tensors.
-Members never mix: each one's numbers are those of a single run with its settings.
+member's update rule as `torch.optim`'s single-tensor SGD and Adam write it, with its settings as
+tensors. Members never mix: each one's numbers are a single run's with its settings, to round-off.
 """
 
 from collections.abc import Iterator
@@ -17,11 +17,12 @@ from torch import nn
 
 from experiments.scaling import Scaler
 
-# The optimizers a group can train, by their config's _target_, and the settings each reads.
+# The optimizers a group can train, by their config's _target_: the per-member settings each update
+# reads, and the options that must be the same for a whole group. A job setting any other option trains alone.
 BATCHED_OPTIMIZERS = {
-    "experiments.optim.GradientDescent": ("lr",),
-    "torch.optim.SGD": ("lr", "momentum", "dampening", "weight_decay"),
-    "torch.optim.Adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+    "experiments.optim.GradientDescent": (("lr",), ()),
+    "torch.optim.SGD": (("lr", "momentum", "dampening", "weight_decay"), ("nesterov",)),
+    "torch.optim.Adam": (("lr", "beta1", "beta2", "eps", "weight_decay"), ("amsgrad",)),
 }
 
 
@@ -49,8 +50,11 @@ class MembersModule(pl.LightningModule):
         self.settings = {
             name: torch.tensor(values, dtype=torch.float64)[:, None, None] for name, values in settings.items()
         }
-        self.uses = {name for name, values in settings.items() if any(values)}  # settings that are not all 0
-        self.k: dict[str, torch.Tensor] = {}  # the settings and what is derived from them, made in on_train_start
+        self.nonzero = {name for name, values in settings.items() if any(values)}
+        # Made in on_train_start, on the device: the settings and what derives from them (1-beta1), in
+        # the parameters' precision, and in float64 for what torch.optim computes in Python floats.
+        self.as_params: dict[str, torch.Tensor] = {}
+        self.as_float64: dict[str, torch.Tensor] = {}
         self.register_buffer("seed_of", torch.tensor(seed_of), persistent=False)
         self.shared_batches = len(set(seed_of)) == 1
         self.state: dict[str, torch.Tensor] = {}  # optimizer state, as for torch.optim: momentum_buffer, exp_avg, ...
@@ -58,32 +62,29 @@ class MembersModule(pl.LightningModule):
         self.epoch_loss_sum: torch.Tensor | None = None  # each member's sum of mini-batch losses this epoch
         self.epoch_steps = 0
 
-    @property
-    def members(self) -> int:
-        return len(self.weight)
-
     def configure_optimizers(self) -> None:
         return None  # each member's update is applied in `_update`
 
     def on_train_start(self) -> None:
         """Each member's settings on the device, in the parameters' precision, each derived value
         (1 - beta1) computed in float64 first, as torch.optim computes it from Python floats."""
-        settings = {name: values.to(self.weight.device) for name, values in self.settings.items()}
-        derived = dict(settings)
+        self.as_float64 = {name: values.to(self.weight.device) for name, values in self.settings.items()}
+        derived = dict(self.as_float64)
         for name in ("dampening", "beta1", "beta2"):
-            if name in settings:
-                derived[f"1-{name}"] = 1 - settings[name]
-        self.k = {name: values.to(self.weight.dtype) for name, values in derived.items()}
-        self.k64 = settings
+            if name in derived:
+                derived[f"1-{name}"] = 1 - derived[name]
+        self.as_params = {name: values.to(self.weight.dtype) for name, values in derived.items()}
 
     def on_train_epoch_start(self) -> None:
-        self.epoch_loss_sum, self.epoch_steps = torch.zeros_like(self.weight[:, 0, 0]), 0
+        # In float64: a single run adds up its steps' losses in float64 too, a bundle of steps at a time.
+        self.epoch_loss_sum = torch.zeros(len(self.weight), dtype=torch.float64, device=self.weight.device)
+        self.epoch_steps = 0
 
     @torch.no_grad()
     def training_step(self, bundle: Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]], index: int) -> None:
         for per_seed in bundle:
             weight_grad, bias_grad, losses = self._gradients(per_seed)
-            self.epoch_loss_sum += losses
+            self.epoch_loss_sum += losses.double()
             self.epoch_steps += 1
             self.steps += 1
             self._update(self.weight, weight_grad, "weight")
@@ -117,33 +118,35 @@ class MembersModule(pl.LightningModule):
         return weight_grad, bias_grad, squared.mean(dim=1)
 
     def _update(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> None:
-        """One step of each member's optimizer on `parameter`, as `torch.optim` takes it (single-tensor path).
+        """One step of each member's optimizer on `parameter`, as `torch.optim` takes it.
         The bias arrives with a trailing axis, so the per-member settings broadcast over both."""
         view = parameter if parameter.dim() == 3 else parameter[:, :, None]
         if self.optimizer == "experiments.optim.GradientDescent":
-            view -= grad * self.k["lr"]
+            view -= grad * self.as_params["lr"]
         elif self.optimizer == "torch.optim.SGD":
-            view -= self._sgd_direction(view, grad, name) * self.k["lr"]
+            view -= self._sgd_direction(view, grad, name) * self.as_params["lr"]
         else:
             self._adam(view, grad, name)
 
     def _sgd_direction(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> torch.Tensor:
-        if "weight_decay" in self.uses:
-            grad = grad + parameter * self.k["weight_decay"]
-        if "momentum" not in self.uses:
+        if "weight_decay" in self.nonzero:
+            grad = grad + parameter * self.as_params["weight_decay"]
+        if "momentum" not in self.nonzero:
             return grad
         key = f"{name}.momentum_buffer"
         buffer = self.state.get(key)
         if buffer is None:
             buffer = self.state[key] = grad.clone()
         else:
-            buffer.mul_(self.k["momentum"]).add_(grad * self.k["1-dampening"])
-        direction = grad + buffer * self.k["momentum"] if self.nesterov else buffer
-        return torch.where(self.k["momentum"] == 0, grad, direction)  # torch.optim.SGD keeps no buffer at momentum 0
+            buffer.mul_(self.as_params["momentum"]).add_(grad * self.as_params["1-dampening"])
+        direction = grad + buffer * self.as_params["momentum"] if self.nesterov else buffer
+        return torch.where(
+            self.as_params["momentum"] == 0, grad, direction
+        )  # torch.optim.SGD keeps no buffer at momentum 0
 
     def _adam(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> None:
-        if "weight_decay" in self.uses:
-            grad = grad + parameter * self.k["weight_decay"]
+        if "weight_decay" in self.nonzero:
+            grad = grad + parameter * self.as_params["weight_decay"]
         if f"{name}.exp_avg" not in self.state:
             self.state[f"{name}.exp_avg"] = torch.zeros_like(parameter)
             self.state[f"{name}.exp_avg_sq"] = torch.zeros_like(parameter)
@@ -151,26 +154,28 @@ class MembersModule(pl.LightningModule):
                 self.state[f"{name}.max_exp_avg_sq"] = torch.zeros_like(parameter)
         exp_avg, exp_avg_sq = self.state[f"{name}.exp_avg"], self.state[f"{name}.exp_avg_sq"]
         step = self.steps
-        k = self.k
+        k = self.as_params
         exp_avg.lerp_(grad, k["1-beta1"])
         exp_avg_sq.mul_(k["beta2"]).add_(grad * grad * k["1-beta2"])
-        bias_correction1 = 1 - self.k64["beta1"] ** step
-        bias_correction2_sqrt = (1 - self.k64["beta2"] ** step).sqrt()
+        bias_correction1 = 1 - self.as_float64["beta1"] ** step
+        bias_correction2_sqrt = (1 - self.as_float64["beta2"] ** step).sqrt()
         if self.amsgrad:
             maximum = self.state[f"{name}.max_exp_avg_sq"]
             torch.maximum(maximum, exp_avg_sq, out=maximum)
             exp_avg_sq = maximum
         denominator = exp_avg_sq.sqrt() / bias_correction2_sqrt.to(grad.dtype) + k["eps"]
-        parameter -= exp_avg / denominator * (self.k64["lr"] / bias_correction1).to(grad.dtype)
+        parameter -= exp_avg / denominator * (self.as_float64["lr"] / bias_correction1).to(grad.dtype)
 
     def member_optimizer_state(self, member: int) -> dict[str, dict[str, Any]]:
         """Member `member`'s optimizer state as `torch.optim`'s state_dict holds it: by parameter (0 weight, 1 bias)."""
         state: dict[int, dict[str, Any]] = {}
+        if "momentum" in self.settings and self.settings["momentum"][member].item() == 0:
+            return state  # torch.optim.SGD keeps no state without momentum
         for key, tensor in self.state.items():
             name, _, entry = key.partition(".")
             value = tensor[member] if name == "weight" else tensor[member, :, 0]
             state.setdefault(0 if name == "weight" else 1, {})[entry] = value.clone()
         if self.optimizer == "torch.optim.Adam":
             for entries in state.values():
-                entries["step"] = torch.tensor(float(self.steps))
+                entries["step"] = torch.tensor(float(self.steps), dtype=self.weight.dtype)
         return state

@@ -1,9 +1,10 @@
-"""Multiruns: each job's failure policy, and the summary at the end as a Hydra callback
-(registered in conf/config.yaml).
+"""Multiruns: train.py's sweeps under the batched launcher (every job checked, then trained in
+groups), each job's failure policy, and the summary at the end as a Hydra callback (registered in
+conf/config.yaml).
 
-Jobs may run in this process (the basic launcher), in worker processes (joblib) or on other
-machines (submitit), so nothing is collected in memory: each job leaves its summary.json, a failed
-job included, and the callback reads them all back from the sweep folder.
+Jobs may run in this process (the batched and basic launchers), in worker processes (joblib) or on
+other machines (submitit), so the summary collects nothing in memory: each job leaves its
+summary.json, a failed job included, and the callback reads them all back from the sweep folder.
 """
 
 import json
@@ -111,11 +112,13 @@ def train_sweep(
     launcher: "BatchedLauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int
 ) -> list[JobReturn]:
     """train.py's sweeps under the batched launcher: every job checked before any trains, the jobs
-    that can train together trained as groups (`experiments.group`), the others one at a time."""
-    from experiments.group import can_train_together, group_key, train_group
+    that can train together trained as groups (`experiments.group`), the others one at a time.
+    Ctrl-C records the group being trained as interrupted, summarizes the sweep and exits 130."""
+    from experiments.group import can_train_together, group_key
 
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     jobs = launcher.compose(job_overrides, initial_job_idx, keep_config=lambda values: not can_train_together(values))
-    refuse_invalid(jobs, Path(str(launcher.config.hydra.sweep.dir)))
+    refuse_invalid(jobs, sweep_dir)
     groups: dict[str, list[Job]] = {}
     alone: list[Job] = []
     for job in jobs:
@@ -124,53 +127,81 @@ def train_sweep(
         else:
             alone.append(job)
     print(describe_plan(jobs, groups, alone), flush=True)
-    epochs = sum(job.values["trainer"]["max_epochs"] for job in jobs)
-    bar = tqdm(total=epochs, desc="Sweep", unit="epoch", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=sum(job.values["trainer"]["max_epochs"] for job in jobs), desc="Sweep", unit="epoch", leave=False)
     returns: dict[int, JobReturn] = {}
-    done = 0  # epochs of the groups trained so far, failed ones included
-    for members in groups.values():
-        done += sum(job.values["trainer"]["max_epochs"] for job in members)
-        for job in members:
-            launcher.job_started(job)
-        try:
-            results, interrupted = train_group(members, members[0].choices, bar.update)
-        except Exception as error:  # noqa: BLE001 - one group's failure must not end the sweep
-            for job in members:
-                record_failure(Values(job.values), job.output_dir, error)
-                returns[job.index] = launcher.job_ended(job, math.inf)
-            bar.update(done - bar.n)
-            continue
-        for job in members:
-            summary = results.get(job.index)
-            if summary is not None:
-                result = format_result(summary, job.output_dir, compact=True).strip()
-                bar.write(f"#{job.index} {' '.join(job.overrides)}: {result}")
-            returns[job.index] = launcher.job_ended(job, objective(summary) if summary else math.inf)
-        bar.update(done - bar.n)
-        if interrupted:
-            bar.close()
-            SweepSummary().summarize(Path(str(launcher.config.hydra.sweep.dir)))
-            raise SystemExit(130)
-    for job in alone:
-        returns[job.index] = launcher.run_one(job)
-        bar.update(job.values["trainer"]["max_epochs"])
-    bar.close()
+    try:
+        for group_jobs in groups.values():
+            returns.update(_train_group(launcher, group_jobs, bar))
+        for job in alone:
+            returns[job.index] = launcher.run_one(job)
+            bar.update(job.values["trainer"]["max_epochs"])
+    except KeyboardInterrupt:  # between groups, or while one is set up: what has finished is summarized
+        bar.close()
+        _remove_untrained(jobs)
+        SweepSummary().summarize(sweep_dir)
+        raise SystemExit(130) from None
+    finally:
+        bar.close()
     return [returns[index] for index in sorted(returns)]
 
 
+def _remove_untrained(jobs: list[Job]) -> None:
+    """Remove the folders of jobs stopped before their first epoch: they hold nothing but Hydra's copy of the config."""
+    for job in jobs:
+        if job.output_dir.is_dir() and [path.name for path in job.output_dir.iterdir()] == [".hydra"]:
+            shutil.rmtree(job.output_dir)
+
+
+def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) -> dict[int, JobReturn]:
+    """One group trained together; each job's JobReturn. A failure is recorded for each job it
+    stopped (jobs of the group that had finished keep their results), and the sweep goes on."""
+    from experiments.group import train_group
+
+    planned = bar.n + sum(job.values["trainer"]["max_epochs"] for job in group_jobs)
+    for job in group_jobs:
+        launcher.job_started(job)
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        interrupted = train_group(group_jobs, group_jobs[0].choices, bar.update, results)
+    except Exception as error:  # noqa: BLE001 - one group's failure must not end the sweep
+        for job in group_jobs:
+            if job.index not in results:
+                record_failure(job.values, job.output_dir, error)
+        interrupted = False
+    returns = {}
+    for job in group_jobs:
+        summary = results.get(job.index)
+        if summary is not None:
+            result = format_result(summary, job.output_dir, compact=True).strip()
+            bar.write(f"#{job.index} {' '.join(job.overrides)}: {result}")
+        returns[job.index] = launcher.job_ended(job, objective(summary) if summary else math.inf)
+    bar.update(planned - bar.n)
+    if interrupted:
+        _remove_untrained(group_jobs)
+        bar.close()
+        SweepSummary().summarize(Path(str(launcher.config.hydra.sweep.dir)))
+        raise SystemExit(130)
+    return returns
+
+
 def describe_plan(jobs: list[Job], groups: dict[str, list[Job]], alone: list[Job]) -> str:
-    """How a sweep will train, e.g. "9 jobs in 1 group of 3 trajectories"."""
+    """How the jobs will train, e.g. "Training 9 jobs: 9 together in 1 group, as 3 trajectories
+    (jobs that differ only in epochs share one)."."""
     trajectories = sum(
-        len({json.dumps([job.values["seed"], job.values["optim"]], sort_keys=True) for job in members})
-        for members in groups.values()
+        len({json.dumps([job.values["seed"], job.values["optim"]], sort_keys=True) for job in group_jobs})
+        for group_jobs in groups.values()
     )
     parts = []
     if groups:
         together = sum(map(len, groups.values()))
-        parts.append(f"{together} jobs in {len(groups)} group{'s' * (len(groups) > 1)} of {trajectories} trajectories")
+        shared = " (jobs that differ only in epochs share one)" if trajectories < together else ""
+        parts.append(
+            f"{together} together in {len(groups)} group{'s' * (len(groups) > 1)}, as {trajectories} "
+            f"trajector{'ies' if trajectories > 1 else 'y'}{shared}"
+        )
     if alone:
-        parts.append(f"{len(alone)} job{'s' * (len(alone) > 1)} one at a time")
-    return f"Sweep of {len(jobs)} jobs: " + ", ".join(parts) + "."
+        parts.append(f"{len(alone)} one at a time")
+    return f"Training {len(jobs)} job{'s' * (len(jobs) > 1)}: " + "; ".join(parts) + "."
 
 
 def refuse_invalid(jobs: list["Job | InvalidJob"], sweep_dir: Path) -> None:
@@ -191,7 +222,7 @@ def refuse_invalid(jobs: list["Job | InvalidJob"], sweep_dir: Path) -> None:
     if sweep_dir.is_dir() and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
         shutil.rmtree(sweep_dir)  # the sweep wrote nothing else
     print(
-        f"Error: {len(problems)} of {len(jobs)} jobs of the sweep are invalid, so none was run:\n"
+        f"Error: {len(problems)} of the {len(jobs)} jobs to run are invalid, so none of them was run:\n"
         + "\n".join(problems),
         file=sys.stderr,
     )
