@@ -248,7 +248,7 @@ def train_group(
     for job in jobs:
         key = json.dumps([job.values["seed"], member_settings(job.values["optim"])], sort_keys=True)
         by_settings.setdefault(key, []).append(job)
-    trajectories = list(by_settings.values())
+    trajectories = sorted(by_settings.values(), key=lambda trajectory: trajectory[0].values["seed"])
     seeds = sorted({trajectory[0].values["seed"] for trajectory in trajectories})
     shuffle = bool(first.data.get("shuffle"))
 

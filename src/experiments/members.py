@@ -28,7 +28,8 @@ BATCHED_OPTIMIZERS = {
 
 class MembersModule(pl.LightningModule):
     """`weight` (members x targets x features) and `bias` (members x targets), trained by each
-    member's own update rule. `seed_of[t]` says which of the batches' seeds member `t` sees.
+    member's own update rule. `seed_of[t]` says which of the batches' seeds member `t` sees (fastest
+    with the members in order of their seed, as many for each).
     `settings` holds each member's optimizer settings by name (see `BATCHED_OPTIMIZERS`)."""
 
     def __init__(
@@ -56,7 +57,9 @@ class MembersModule(pl.LightningModule):
         self.as_params: dict[str, torch.Tensor] = {}
         self.as_float64: dict[str, torch.Tensor] = {}
         self.register_buffer("seed_of", torch.tensor(seed_of), persistent=False)
-        self.shared_batches = len(set(seed_of)) == 1
+        counts = [seed_of.count(seed) for seed in range(max(seed_of) + 1)]
+        # Members in order of their seed, as many for each: the batched product needs no gathered copies.
+        self.seed_major = seed_of == sorted(seed_of) and len(set(counts)) == 1
         self.state: dict[str, torch.Tensor] = {}  # optimizer state, as for torch.optim: momentum_buffer, exp_avg, ...
         self.steps = 0
         self.epoch_loss_sum: torch.Tensor | None = None  # each member's sum of mini-batch losses this epoch
@@ -96,26 +99,32 @@ class MembersModule(pl.LightningModule):
         """Each member's gradient of its mean squared error, and that error as a single run
         reports it (in the data's units if standardized)."""
         members, targets, features = self.weight.shape
-        if self.shared_batches:  # one batch for all: one matrix product reads it once
-            x, y = per_seed[0]
-            predictions = (x @ self.weight.reshape(-1, features).T).view(len(x), members, targets) + self.bias
-            errors = (predictions - y[:, None, :]).transpose(0, 1)  # members x rows x targets
-        else:
-            seed_of = self.seed_of
-            x = torch.stack([x for x, _ in per_seed])[seed_of]
-            y = torch.stack([y for _, y in per_seed])[seed_of]
-            errors = torch.baddbmm(self.bias[:, None, :], x, self.weight.transpose(1, 2)) - y
-        rows = errors.shape[1]
+        seeds = len(per_seed)
+        if self.seed_major:  # each seed's members side by side: one product per seed's batch, read once
+            xs = per_seed[0][0][None] if seeds == 1 else torch.stack([x for x, _ in per_seed])
+            ys = per_seed[0][1][None] if seeds == 1 else torch.stack([y for _, y in per_seed])
+            width = members // seeds * targets
+            weights = self.weight.view(seeds, width, features)
+            predictions = torch.baddbmm(self.bias.view(seeds, 1, width), xs, weights.transpose(1, 2))
+            rows = xs.shape[1]
+            errors = predictions.view(seeds, rows, -1, targets) - ys[:, :, None, :]  # seed, row, member, target
+            weight_grad = torch.bmm(errors.view(seeds, rows, width).transpose(1, 2), xs).view(
+                members, targets, features
+            )
+            bias_grad = errors.sum(dim=1).view(members, targets)
+            squared = errors.square().mean(dim=1).view(members, targets)
+        else:  # uneven numbers of members per seed: each member's batch gathered for it
+            xs = torch.stack([x for x, _ in per_seed])[self.seed_of]
+            ys = torch.stack([y for _, y in per_seed])[self.seed_of]
+            errors = torch.baddbmm(self.bias[:, None, :], xs, self.weight.transpose(1, 2)) - ys
+            rows = xs.shape[1]
+            weight_grad = torch.bmm(errors.transpose(1, 2), xs)
+            bias_grad = errors.sum(dim=1)
+            squared = errors.square().mean(dim=1)
         scale = 2.0 / (rows * targets)
-        if self.shared_batches:
-            weight_grad = (errors.transpose(1, 2).reshape(-1, rows) @ x).view(members, targets, features) * scale
-        else:
-            weight_grad = torch.bmm(errors.transpose(1, 2), x) * scale
-        bias_grad = errors.sum(dim=1) * scale
-        squared = errors.square().mean(dim=1)  # members x targets
         if self.scaler is not None:
             squared = squared * self.scaler.target_std.to(squared.dtype) ** 2
-        return weight_grad, bias_grad, squared.mean(dim=1)
+        return weight_grad * scale, bias_grad * scale, squared.mean(dim=1)
 
     def _update(self, parameter: torch.Tensor, grad: torch.Tensor, name: str) -> None:
         """One step of each member's optimizer on `parameter`, as `torch.optim` takes it.
