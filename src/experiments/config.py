@@ -192,8 +192,8 @@ def compose_run(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
 
 
 class Values(dict):
-    """A job's config resolved to plain values, read as a DictConfig is (`cfg.optim.lr`), at a
-    thousandth of the cost of making one: how a sweep checks thousands of jobs."""
+    """A job's config resolved to plain values, read as a DictConfig is (`cfg.optim.lr`), so that a
+    sweep can check thousands of jobs without making a DictConfig of each."""
 
     def __getattr__(self, name: str) -> Any:
         try:
