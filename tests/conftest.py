@@ -1,9 +1,24 @@
 """Fixtures; the helpers tests share are in helpers.py."""
 
+import signal
+
 import pytest
 from omegaconf import DictConfig
 
+from experiments import stopping
 from experiments.config import compose_run
+
+
+@pytest.fixture(autouse=True)
+def signals_as_they_were():
+    """A test that stops a run leaves the process as it found it: signal handlers, and no signal
+    remembered (Lightning also leaves Ctrl-C ignored after its shutdown)."""
+    handlers = {signum: signal.getsignal(signum) for signum in stopping.SIGNALS}
+    yield
+    stopping.reset()
+    stopping.training_ended()
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

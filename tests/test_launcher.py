@@ -14,6 +14,7 @@ from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, Laun
 from hydra.version import VersionBase
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments import stopping
 from helpers import REPO, read_scalars
 
 
@@ -209,10 +210,10 @@ def test_a_failure_late_in_a_group_keeps_the_jobs_that_had_finished(hydra_sweep_
 
     save_checkpoint = GroupRecorder._save_checkpoint
 
-    def fail_at_epoch_4(self, trainer, module, t, job, hparams):
+    def fail_at_epoch_4(self, trainer, module, t, job, *args):
         if job.values["trainer"]["max_epochs"] == 4:
-            raise OSError("disk full")
-        save_checkpoint(self, trainer, module, t, job, hparams)
+            raise RuntimeError("a bug in saving")
+        save_checkpoint(self, trainer, module, t, job, *args)
 
     monkeypatch.setattr(GroupRecorder, "_save_checkpoint", fail_at_epoch_4)
     sweep = run_sweep(hydra_sweep_runner, tmp_path, "optim.lr=1e-5", "trainer.max_epochs=2,4,6")
@@ -234,9 +235,9 @@ def test_ctrl_c_before_a_group_trains_leaves_no_half_made_jobs(hydra_sweep_runne
 
     monkeypatch.setattr(RegressionDataModule, "setup", interrupted)
     sweep = run_sweep(hydra_sweep_runner, tmp_path, "optim.lr=1e-5,1e-6", "trainer.max_epochs=2")
-    with pytest.raises(SystemExit) as exit_status, sweep:
+    with pytest.raises(stopping.Stopped) as stopped, sweep:
         pass
-    assert exit_status.value.code == 130
+    assert stopped.value.exit_status == 130
     assert _jobs(tmp_path) == {}  # Hydra's copies of the configs of jobs that never trained are removed
 
 

@@ -262,15 +262,6 @@ def test_ddp_is_refused_inside_a_multirun(make_cfg):
         train(cfg)
 
 
-def test_a_reused_sweep_folder_summarizes_only_the_new_jobs(tmp_path):
-    (tmp_path / "bad.csv").write_text("x,y\n1,five\n")
-    failed = run_cli("-m", "data=csv", "data.path=bad.csv", "data.targets=[y]", "hydra.sweep.dir=sweep", cwd=tmp_path)
-    assert failed.returncode == 1
-    result = run_cli("-m", "optim.lr=1e-5", "trainer.max_epochs=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [row["status"] for row in _rows(tmp_path / "sweep").values()] == ["ok"]
-
-
 def test_an_interrupted_sweep_still_writes_its_summary(tmp_path):
     returncode, output = interrupt_training(
         "-m",

@@ -2,7 +2,6 @@
 
 import json
 import math
-import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 import yaml
 from hydra.errors import ConfigCompositionException
 
+from experiments import stopping
 from experiments.cli import type_error_line
 from experiments.errors import UserError
 from experiments.train import train
@@ -112,27 +112,21 @@ def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
     assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2, 3]
 
 
-@pytest.fixture
-def sigint_restored():
-    """Lightning ignores SIGINT for the rest of the process after a Ctrl-C; the test process must not."""
-    handler = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, handler)
-
-
-def test_ctrl_c_before_training_starts_ends_the_run_without_a_traceback(make_cfg, monkeypatch, sigint_restored):
+def test_ctrl_c_before_training_starts_ends_the_run_without_a_traceback(make_cfg, monkeypatch):
     from experiments.datamodule import RegressionDataModule
 
     def interrupted(self, stage):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(RegressionDataModule, "setup", interrupted)
-    with pytest.raises(SystemExit) as exit_status:
-        train(make_cfg("trainer.max_epochs=5"))
-    assert exit_status.value.code == 130
+    cfg = make_cfg("trainer.max_epochs=5")
+    with pytest.raises(stopping.Stopped) as stopped:
+        train(cfg)
+    assert stopped.value.exit_status == 130
+    assert not (Path(cfg.output_dir) / "summary.json").exists()
 
 
-def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch, sigint_restored):
+def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
     """Ctrl-C most often lands while a batch of epochs is being written (waiting for the writer);
     the final write that follows it must not write them a second time."""
     from experiments.logger import EpochLogger
@@ -155,7 +149,7 @@ def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch, sig
     monkeypatch.setattr(EpochLogger, "WRITE_SECONDS", 3600.0)
     monkeypatch.setattr(EpochLogger, "write_pending", interrupted_while_waiting_in_second_write)
     cfg = make_cfg("trainer.max_epochs=10")
-    with pytest.raises(SystemExit):
+    with pytest.raises(stopping.Stopped):
         train(cfg)
     assert json.loads((Path(cfg.output_dir) / "summary.json").read_text())["epochs"] == 2
     assert [step for step, _ in read_scalars(Path(cfg.output_dir))["train/full_loss"]] == [0, 1, 2]

@@ -2,48 +2,87 @@
 
 import math
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
 from tqdm.auto import tqdm
 
+from experiments import stopping
 from experiments.evaluation import Evaluator
 from experiments.module import RegressionModule
+
+if TYPE_CHECKING:
+    from experiments.logger import EpochLogger
 
 
 class EpochRecorder(pl.Callback):
     """Measures the model on the whole training set before training and after every epoch (the
     number the tutorials print) with the data's `Evaluator`, and logs it beside the least-squares
     optimum, their ratio, the epoch's mean mini-batch loss, the held-out loss and every weight and
-    bias by name (`weights/apples/temp`). At the end, or on Ctrl-C, logs the module's hparams with
+    bias by name (`weights/apples/temp`). At the end, or when stopped, logs the module's hparams with
     the final loss as their metrics (TensorBoard's HPARAMS tab).
+
+    It also stops the fit at the end of the epoch in which a signal arrived (`experiments.stopping`),
+    saves a checkpoint every `checkpoint_minutes`, and continues a `resumed` checkpoint: what it
+    has measured and the shuffle's random state travel in the checkpoint as its `state_dict`.
     """
 
-    def __init__(self) -> None:
-        self.losses: list[float] = []  # whole-data loss, [0] before training, [e] after epoch e
-        self.val_loss: float | None = None  # on the held-out rows, after the last epoch
-        self.train_seconds = 0.0  # in the epochs, their measuring and logging included; not in set-up
+    def __init__(self, resumed: dict[str, Any] | None = None, checkpoint_minutes: float | None = None) -> None:
+        state = resumed["callbacks"]["EpochRecorder"] if resumed else {}
+        self.losses: list[float] = list(
+            state.get("losses", [])
+        )  # whole-data loss, [0] before training, [e] after epoch e
+        self.val_loss: float | None = state.get("val_loss")  # on the held-out rows, after the last epoch
+        self.train_seconds = state.get("train_seconds", 0.0)  # in the epochs, with their measuring and logging
+        self.first_epoch = max(len(self.losses) - 1, 0)  # the epoch this fit starts after
+        self._resumed = resumed
+        self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
         self._epoch_started = 0.0
+        self._final_logged = False
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained so far, in this fit and any before it that it resumes."""
+        return len(self.losses) - 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "losses": self.losses,
+            "val_loss": self.val_loss,
+            "train_seconds": self.train_seconds,
+            "generator": self._generator.get_state(),
+        }
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        stopping.training_started()  # also in place of Lightning's SIGTERM handler, which ends a fit with an error
         self._evaluator = evaluator = trainer.datamodule.evaluator
-        names = evaluator.feature_names, evaluator.target_names
-        if evaluator.true_weights is not None:  # synthetic data: what training should find
-            true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
-            trainer.logger.log_metrics(
-                dict(zip(weight_tags("true/weights", "true/bias", *names), true.view(-1).tolist())), step=0
-            )
+        self._generator = trainer.train_dataloader.generator
         self._meter = evaluator.meter(pl_module.model.weight[None], pl_module.model.bias[None])
-        self._tags = weight_tags("weights", "bias", *names)
-        self._record(trainer, pl_module, epoch=0)
+        self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
+        self._save_after = time.monotonic() + self._checkpoint_seconds
+        if self._resumed:
+            self._generator.set_state(self._resumed["callbacks"]["EpochRecorder"]["generator"])
+            trainer.optimizers[0].load_state_dict(self._resumed["optimizer_states"][0])
+        else:
+            log_true_weights(trainer.logger, evaluator)
+            self._record(trainer, pl_module, epoch=0)
+        stopping.moment("fit_start")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
-        self._record(trainer, pl_module, trainer.current_epoch + 1)  # reading waits for the device to finish
+        self._record(trainer, pl_module, self.epochs + 1)  # reading waits for the device to finish
         self.train_seconds += time.perf_counter() - self._epoch_started
+        stopping.moment("epoch_end")
+        if stopping.requested():
+            trainer.should_stop = True
+        elif time.monotonic() >= self._save_after:
+            trainer.logger.write_pending()  # every epoch up to the checkpoint's is on disk, for resume=
+            trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+            self._save_after = time.monotonic() + self._checkpoint_seconds
 
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> None:
         (values,), (losses,) = self._meter.read()
@@ -55,11 +94,14 @@ class EpochRecorder(pl.Callback):
 
     def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
         """The epochs not yet written, waited for as part of training, then the run's hparams."""
+        if self._final_logged:
+            return
+        self._final_logged = True
         started = time.perf_counter()
         trainer.logger.write_pending()
         self.train_seconds += time.perf_counter() - started
         final = {"final/loss": self.losses[-1], "final/loss_ratio": self._evaluator.ratio(self.losses[-1])}
-        trainer.logger.log_hyperparams(module.hparams, metrics=final, step=len(self.losses) - 1)
+        trainer.logger.log_hyperparams(module.hparams, metrics=final, step=self.epochs)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self._log_final(trainer, pl_module)
@@ -67,6 +109,15 @@ class EpochRecorder(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: RegressionModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and self.losses:
             self._log_final(trainer, pl_module)
+
+
+def log_true_weights(logger: "EpochLogger", evaluator: Evaluator) -> None:
+    """Synthetic data: log the weights training should find (`true/weights/...`) at step 0."""
+    if evaluator.true_weights is None:
+        return
+    true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
+    tags = weight_tags("true/weights", "true/bias", evaluator.feature_names, evaluator.target_names)
+    logger.log_metrics(dict(zip(tags, true.view(-1).tolist())), step=0)
 
 
 def epoch_metrics(
@@ -105,7 +156,7 @@ class StopOnDivergence(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if diverged(self.recorder.losses[-1], self.recorder.losses[0]):
-            self.diverged_at_epoch = trainer.current_epoch + 1
+            self.diverged_at_epoch = self.recorder.epochs
             trainer.should_stop = True
 
 
@@ -119,6 +170,7 @@ class FitPicture(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         if self.divergence.diverged_at_epoch is not None:
             return
+        stopping.moment("fit_picture")
         from experiments.figures import fit_figure  # matplotlib is imported only here
 
         sample = trainer.datamodule.evaluator.sample
@@ -129,7 +181,7 @@ class FitPicture(pl.Callback):
             sample.feature_names,
             sample.target_names,
         )
-        trainer.logger.experiment.add_figure("fit", figure, global_step=trainer.current_epoch)
+        trainer.logger.experiment.add_figure("fit", figure, global_step=self.divergence.recorder.epochs)
 
 
 def weight_tags(weights_tag: str, bias_tag: str, feature_names: list[str], target_names: list[str]) -> list[str]:
@@ -158,8 +210,10 @@ class EpochProgressBar(pl.callbacks.ProgressBar):
         self.enabled = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        first = self.recorder.first_epoch
         self.bar = tqdm(
-            total=trainer.max_epochs,
+            initial=first,
+            total=first + trainer.max_epochs,
             desc="Training",
             unit="epoch",
             disable=not self.enabled,
@@ -173,11 +227,11 @@ class EpochProgressBar(pl.callbacks.ProgressBar):
     ) -> None:
         """Big data: move through the epoch a bundle of mini-batches at a time."""
         if batch_idx + 1 < trainer.num_training_batches:
-            self.bar.update(trainer.current_epoch + (batch_idx + 1) / trainer.num_training_batches - self.bar.n)
+            self.bar.update(self.recorder.epochs + (batch_idx + 1) / trainer.num_training_batches - self.bar.n)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar.set_postfix_str(f"loss {self.recorder.losses[-1]:.5g}", refresh=False)
-        self.bar.update(trainer.current_epoch + 1 - self.bar.n)
+        self.bar.update(self.recorder.epochs - self.bar.n)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar.close()

@@ -17,10 +17,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import ValidationError
+from omegaconf.errors import InterpolationResolutionError, ValidationError
 
+from experiments import stopping
 from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
+from experiments.files import disk_trouble, is_disk_trouble
+from experiments.resume import resume_arguments
 from experiments.summary import objective
 
 if TYPE_CHECKING:
@@ -42,32 +45,65 @@ def type_error_line(error: BaseException) -> str | None:
     return f"{cause.full_key} must be {expected}; got {cause.value!r}."
 
 
-def _answer_type_errors_in_one_line(run_and_report):
-    """Hydra prints a value of the wrong type as four lines of OmegaConf detail; one line is enough."""
+def interpolation_error_line(error: InterpolationResolutionError) -> str:
+    """A value that refers to something missing (`${oc.env:LR}` with LR unset) in one line."""
+    reason = next(iter(str(error).splitlines()), type(error).__name__)
+    return f"{error.full_key}: {reason}; set what it refers to, or give the value itself ({error.full_key}=VALUE)."
+
+
+def _answer_in_one_line(run_and_report):
+    """Hydra prints a value of the wrong type as four lines of OmegaConf detail, a refused folder
+    or disk trouble as a traceback, and a signal as a KeyboardInterrupt traceback: one line is
+    enough, and a signal ends the command with 128 + its number, its sweep summarized."""
 
     def run_and_report_in_one_line(func):
         def explained():
             try:
                 return func()
-            except ConfigCompositionException as error:
-                line = type_error_line(error)
+            except stopping.Stopped as stop:
+                _summarize_stopped_sweep()
+                sys.exit(stop.exit_status)
+            except KeyboardInterrupt:  # before the handlers were installed
+                sys.exit(130)
+            except (ConfigCompositionException, UserError, OSError) as error:
+                line = type_error_line(error) if isinstance(error, ConfigCompositionException) else None
+                if isinstance(error, OSError) and is_disk_trouble(error):
+                    line = disk_trouble(error)
+                elif isinstance(error, UserError):
+                    line = str(error)
                 if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
-                print(f"Error: {line}", file=sys.stderr)
-                sys.exit(2)
+                print(f"Error: {line}", file=sys.stderr, flush=True)
+                if isinstance(error, OSError):  # a sweep stops where the disk failed: what it finished is summarized
+                    _summarize_stopped_sweep()
+                sys.exit(1 if isinstance(error, OSError) else 2)
 
         return run_and_report(explained)
 
     return run_and_report_in_one_line
 
 
-hydra_internal_utils.run_and_report = _answer_type_errors_in_one_line(hydra_internal_utils.run_and_report)
+def _summarize_stopped_sweep() -> None:
+    """A stopped sweep's summary, if a sweep was running (see `experiments.sweep.SweepSummary`)."""
+    from experiments.sweep import SweepSummary
+
+    if SweepSummary.running is not None:
+        SweepSummary.running.summarize_stopped()
+
+
+hydra_internal_utils.run_and_report = _answer_in_one_line(hydra_internal_utils.run_and_report)
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's copy of the config."""
+    if run_dir.is_dir() and all(path.name == ".hydra" for path in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
 
 
 def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
     """Print a user's mistake in one line, remove the folder it would have written, and exit 2."""
-    if run_dir is not None and run_dir.is_dir() and all(p.name == ".hydra" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir)  # it holds nothing but Hydra's copy of the config
+    if run_dir is not None:
+        remove_if_unused(run_dir)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
     print(f"Error: {error}", file=sys.stderr)
@@ -87,24 +123,42 @@ def train_task(cfg: DictConfig) -> float:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         from experiments.sweep import run_sweep_job
 
+        if stopping.in_worker():
+            stopping.install()
         return run_sweep_job(cfg)
     run_dir = Path(cfg.output_dir)
     try:
+        stopping.moment("startup")
         check(cfg)
         from experiments.train import train  # PyTorch and Lightning load here, once the config is sound
 
         summary = train(cfg)
     except UserError as error:
         exit_with(error, run_dir)
+    except InterpolationResolutionError as error:
+        exit_with(UserError(interpolation_error_line(error)), run_dir)
+    except stopping.Stopped:
+        remove_if_unused(run_dir)
+        raise
     return objective(summary)
 
 
 train_task.train_together = _train_sweep
-train_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(train_task)
+_train_app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(train_task)
+
+
+def train_main() -> None:
+    """train.py's command line: the Hydra app, with `resume=FOLDER` read as the recorded command it continues."""
+    stopping.install_in_command()
+    try:
+        sys.argv[1:] = resume_arguments(sys.argv[1:])
+    except UserError as error:
+        exit_with(error)
+    _train_app()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def predict_main(cfg: DictConfig) -> None:
+def _predict_app(cfg: DictConfig) -> None:
     """`python predict.py run=RUN_FOLDER 'inputs=[[75,63,44]]'`."""
     try:
         from experiments.predict import predict
@@ -112,3 +166,9 @@ def predict_main(cfg: DictConfig) -> None:
         predict(cfg)
     except UserError as error:
         exit_with(error)
+
+
+def predict_main() -> None:
+    """predict.py's command line."""
+    stopping.install_in_command()
+    _predict_app()

@@ -137,6 +137,10 @@ class Config:
     # The picture of the fit in TensorBoard's IMAGES tab. null: for a single run, not for each job
     # of a sweep (drawing one costs more than training a small job); true: always; false: never.
     fit_picture: bool | None = None
+    # Save a checkpoint every this many minutes of training (and at the end), so that even `kill -9`
+    # loses at most that much; null: only at the end.
+    checkpoint_minutes: float | None = 5.0
+    resume: str | None = None  # a run or sweep folder to continue (see README: When things go wrong)
     output_dir: str = MISSING  # where this job writes; config.yaml sets it from Hydra
 
 

@@ -9,13 +9,16 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import google_crc32c
 from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
+
+from experiments import stopping
+from experiments.files import naming, write_whole
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -53,26 +56,51 @@ def _float32s(values: list[float]) -> bytes:
         return b"".join(struct.pack("<f", math.copysign(math.inf, v) if abs(v) > FLOAT32_MAX else v) for v in values)
 
 
-def read_scalar_series(path: Path, tag: str) -> list[tuple[int, float]]:
-    """(step, value) of each `tag` scalar in one event file, records checked by their checksums;
-    reading stops at the first incomplete or damaged record (a run still being written)."""
-    data, position, series = path.read_bytes(), 0, []
-    name = tag.encode()
+def _records(data: bytes) -> Iterator[bytes]:
+    """The records of an event file's bytes, each checked by its checksums; stops at the first
+    incomplete or damaged one (a file still being written, or cut short)."""
+    position = 0
     while position + 12 <= len(data):
         header = data[position : position + 8]
         (length,) = struct.unpack("<Q", header)
         end = position + 12 + length
         if struct.unpack("<I", data[position + 8 : position + 12])[0] != masked_crc32c(header) or end + 4 > len(data):
-            break
+            return
         record = data[position + 12 : end]
         if struct.unpack("<I", data[end : end + 4])[0] != masked_crc32c(record):
-            break
+            return
         position = end + 4
+        yield record
+
+
+def _framed(record: bytes) -> bytes:
+    """A record as the file holds it: its length, the length's checksum, the record, its checksum."""
+    header = struct.pack("<Q", len(record))
+    return b"".join(
+        [header, struct.pack("<I", masked_crc32c(header)), record, struct.pack("<I", masked_crc32c(record))]
+    )
+
+
+def read_scalar_series(path: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of each `tag` scalar in one event file (see `_records`)."""
+    name, series = tag.encode(), []
+    for record in _records(path.read_bytes()):
         if name not in record:
             continue
         event = Event.FromString(record)
         series.extend((event.step, value.simple_value) for value in event.summary.value if value.tag == tag)
     return series
+
+
+def drop_events_after(path: Path, last_step: int) -> None:
+    """Rewrite an event file (whole) without its events after `last_step`, its HPARAMS records (a
+    resumed run writes its own at its end) and any damaged tail: what a resumed run continues from."""
+    kept = []
+    for record in _records(path.read_bytes()):
+        event = Event.FromString(record)
+        if event.step <= last_step and not any(value.tag.startswith("_hparams_/") for value in event.summary.value):
+            kept.append(_framed(record))
+    write_whole(path, b"".join(kept))
 
 
 class EventFile:
@@ -94,10 +122,7 @@ class EventFile:
         self._write_record(event.SerializeToString())
 
     def _write_record(self, data: bytes) -> None:
-        header = struct.pack("<Q", len(data))
-        self._pending += b"".join(
-            [header, struct.pack("<I", masked_crc32c(header)), data, struct.pack("<I", masked_crc32c(data))]
-        )
+        self._pending += _framed(data)
 
     def add_scalars(self, metrics: Mapping[str, float], step: int, wall_time: float) -> None:
         """One event of scalars, encoded here: building it as protobuf objects costs several times more."""
@@ -125,9 +150,13 @@ class EventFile:
 
     def flush(self) -> None:
         if self._pending:
-            with self.path.open("ab") as file:
-                file.write(self._pending)
-            self._pending.clear()
+            with stopping.whole():  # appended whole: a signal cuts no record in two
+                try:
+                    with self.path.open("ab") as file:
+                        file.write(self._pending)
+                except OSError as error:
+                    raise naming(error, self.path) if error.filename is None else error from None
+                self._pending.clear()
 
     def close(self) -> None:
         self.flush()

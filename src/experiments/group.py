@@ -18,9 +18,12 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import OmegaConf
 
-from experiments.callbacks import diverged, epoch_metrics, weight_tags
+from experiments import stopping
+from experiments.batches import MemberBatches
+from experiments.callbacks import diverged, epoch_metrics, log_true_weights, weight_tags
 from experiments.config import TrainerConfig, Values
 from experiments.evaluation import ParameterMeter
+from experiments.files import write_whole
 from experiments.jobs import Job
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
@@ -82,6 +85,7 @@ class GroupRecorder(pl.Callback):
         model_kind: str,
         progress: Callable[[int], None],
         results: dict[int, dict[str, Any]],
+        checkpoint_minutes: float | None = None,
     ) -> None:
         self.trajectories, self.settings, self.model_kind, self.progress = trajectories, settings, model_kind, progress
         self.fit_picture = draws_fit_picture(Values(trajectories[0][0].values), multirun=True)
@@ -91,29 +95,39 @@ class GroupRecorder(pl.Callback):
         self.losses: list[list[float]] = [[] for _ in trajectories]
         self.diverged_at: list[int | None] = [None] * len(trajectories)
         self.started = time.perf_counter()
+        self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
+        self._save_after = time.monotonic() + self._checkpoint_seconds
 
     def on_train_start(self, trainer: pl.Trainer, module: MembersModule) -> None:
+        stopping.training_started()
         datamodule = trainer.datamodule
         self.evaluator = evaluator = datamodule.evaluator
         self._meter = evaluator.meter(module.weight, module.bias)
-        names = evaluator.feature_names, evaluator.target_names
-        self._tags = weight_tags("weights", "bias", *names)
+        self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         for jobs in self.trajectories:
             for job in jobs:
                 self.loggers[job.index] = logger = EpochLogger(job.output_dir)
-                if evaluator.true_weights is not None:
-                    true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
-                    logger.log_metrics(
-                        dict(zip(weight_tags("true/weights", "true/bias", *names), true.view(-1).tolist())), step=0
-                    )
+                log_true_weights(logger, evaluator)
         self._record(trainer, module, epoch=0)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: MembersModule) -> None:
-        self._record(trainer, module, trainer.current_epoch + 1)
-        if len(self.results) == sum(map(len, self.trajectories)):
+        values, losses = self._record(trainer, module, trainer.current_epoch + 1)
+        stopping.moment("epoch_end")
+        if len(self.results) == sum(map(len, self.trajectories)) or stopping.requested():
             trainer.should_stop = True
+        elif time.monotonic() >= self._save_after:  # every unfinished job's checkpoint, for resume=
+            for t, jobs in enumerate(self.trajectories):
+                for job in jobs:
+                    if job.index not in self.results:
+                        self.loggers[job.index].write_pending()
+                        self._save_checkpoint(trainer, module, t, job, self._hparams(t, job), losses[t])
+            self._save_after = time.monotonic() + self._checkpoint_seconds
 
-    def _record(self, trainer: pl.Trainer, module: MembersModule, epoch: int) -> None:
+    def _record(
+        self, trainer: pl.Trainer, module: MembersModule, epoch: int
+    ) -> tuple[list[list[float]], list[list[float]]]:
+        """Measure every trajectory, log each running job's epoch and finish the jobs that are done;
+        returns what was measured (weights and losses, by trajectory)."""
         values, losses = self._meter.read()
         train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
         running = 0
@@ -133,9 +147,10 @@ class GroupRecorder(pl.Callback):
                     self._finish(trainer, module, t, job, values[t], losses[t], "ok")
         if epoch:
             self.progress(running)
+        return values, losses
 
-    def finish_interrupted(self, trainer: pl.Trainer, module: MembersModule) -> None:
-        """On Ctrl-C: every job not yet finished, recorded as interrupted at the epoch it reached
+    def finish_interrupted(self, trainer: pl.Trainer, module: MembersModule, checkpoints: bool) -> None:
+        """When stopped: every job not yet finished, recorded as interrupted at the epoch it reached
         (none, if training had not started)."""
         if self._meter is None:
             return
@@ -143,7 +158,7 @@ class GroupRecorder(pl.Callback):
         for t, jobs in enumerate(self.trajectories):
             for job in jobs:
                 if job.index not in self.results and self.losses[t]:
-                    self._finish(trainer, module, t, job, values[t], losses[t], "interrupted")
+                    self._finish(trainer, module, t, job, values[t], losses[t], "interrupted", checkpoints)
 
     def close_unfinished(self) -> None:
         """Write what the jobs not finished have logged (after a failure)."""
@@ -160,9 +175,10 @@ class GroupRecorder(pl.Callback):
         values: list[float],
         losses: list[float],
         status: str,
+        checkpoint: bool = True,
     ) -> None:
         """Write job `job` of trajectory `t` as a finished run: its checkpoint, hparams, picture and summary."""
-        evaluator, settings = self.evaluator, self.settings[t]
+        evaluator = self.evaluator
         curve = self.losses[t]
         epochs = len(curve) - 1
         if status == "ok" and self.diverged_at[t] is not None:
@@ -171,13 +187,14 @@ class GroupRecorder(pl.Callback):
         rows = [values[i : i + features + 1] for i in range(0, len(values), features + 1)]
         logger = self.loggers[job.index]
         final = {"final/loss": curve[-1], "final/loss_ratio": evaluator.ratio(curve[-1])}
-        hparams = {**settings, "max_epochs": job.values["trainer"]["max_epochs"], "seed": job.values["seed"]}
+        hparams = self._hparams(t, job)
         logger.write_pending()
         logger.log_hyperparams(hparams, metrics=final, step=epochs)
         if status == "ok" and self.fit_picture:
             self._draw_fit(logger, module, t, epochs)
         logger.finalize("success")
-        self._save_checkpoint(trainer, module, t, job, hparams)
+        if checkpoint:
+            self._save_checkpoint(trainer, module, t, job, hparams, losses)
         seconds = time.perf_counter() - self.started
         datamodule = trainer.datamodule
         self.results[job.index] = summary = summary_of(
@@ -196,6 +213,9 @@ class GroupRecorder(pl.Callback):
         )
         write_summary(job.output_dir, summary)
 
+    def _hparams(self, t: int, job: Job) -> dict[str, Any]:
+        return {**self.settings[t], "max_epochs": job.values["trainer"]["max_epochs"], "seed": job.values["seed"]}
+
     def _draw_fit(self, logger: EpochLogger, module: MembersModule, t: int, epoch: int) -> None:
         from experiments.figures import fit_figure  # matplotlib is imported only here
 
@@ -211,16 +231,25 @@ class GroupRecorder(pl.Callback):
         figure = fit_figure(sample.features, sample.targets, predictions, sample.feature_names, sample.target_names)
         logger.experiment.add_figure("fit", figure, global_step=epoch)
 
-    def _save_checkpoint(self, trainer: pl.Trainer, module: MembersModule, t: int, job: Job, hparams: dict) -> None:
-        """The checkpoint a single run of this job writes, with this member's tensors and optimizer state."""
+    def _save_checkpoint(
+        self, trainer: pl.Trainer, module: MembersModule, t: int, job: Job, hparams: dict, losses: list[float]
+    ) -> None:
+        """The checkpoint a single run of this job writes, with this member's tensors, optimizer state
+        and what `resume=` continues from (see `EpochRecorder.state_dict`)."""
         state = {"model.weight": module.weight[t].detach().clone(), "model.bias": module.bias[t].detach().clone()}
         if module.scaler is not None:
             state.update({f"scaler.{name}": tensor.clone() for name, tensor in module.scaler.state_dict().items()})
         optim = job.values["optim"]
         param_group = {key: value for key, value in optim.items() if not key.startswith("_")}
+        epochs = len(self.losses[t]) - 1
+        batches = trainer.train_dataloader
+        generator = (
+            batches.batches[int(module.seed_of[t])] if isinstance(batches, MemberBatches) else batches
+        ).generator
         checkpoint = {
-            "epoch": len(self.losses[t]) - 1,
+            "epoch": epochs,
             "global_step": trainer.global_step,
+            "steps": epochs * math.ceil(trainer.datamodule.rows / trainer.datamodule.batch_size),
             "pytorch-lightning_version": pl.__version__,
             "state_dict": state,
             "optimizer_states": [
@@ -231,17 +260,23 @@ class GroupRecorder(pl.Callback):
             "hyper_parameters": hparams,
             "RegressionDataModule": trainer.datamodule.state_dict(),
             "model_kind": self.model_kind,
+            "callbacks": {
+                "EpochRecorder": {
+                    "losses": self.losses[t],
+                    "val_loss": losses[1] if len(losses) > 1 else None,
+                    "train_seconds": time.perf_counter() - self.started,
+                    "generator": generator.get_state(),
+                }
+            },
         }
-        path = job.output_dir / "checkpoints" / "last.ckpt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
+        write_whole(job.output_dir / "checkpoints" / "last.ckpt", lambda file: torch.save(checkpoint, file))
 
 
 def train_group(
     jobs: list[Job], choices: dict[str, str], progress: Callable[[int], None], results: dict[int, dict[str, Any]]
 ) -> bool:
     """Train `jobs` (one group, see `group_key`) together, putting each job's summary into `results`
-    by its index as it finishes; returns whether the fit was interrupted (Ctrl-C), in which case the
+    by its index as it finishes; returns whether a signal stopped the fit, in which case the
     unfinished jobs are recorded as interrupted. `progress(n)`: n jobs have trained one more epoch."""
     first = OmegaConf.create(jobs[0].values)
     by_settings: dict[str, list[Job]] = {}
@@ -277,19 +312,26 @@ def train_group(
         amsgrad=bool(optim.get("amsgrad")),
     )
     settings = [run_settings(trajectory[0].values, choices, datamodule) for trajectory in trajectories]
-    recorder = GroupRecorder(trajectories, settings, type(model).__name__, progress, results)
+    recorder = GroupRecorder(
+        trajectories, settings, type(model).__name__, progress, results, first.get("checkpoint_minutes")
+    )
     max_epochs = max(job.values["trainer"]["max_epochs"] for job in jobs)
     trainer_cfg = OmegaConf.create({"trainer": {**first.trainer, "max_epochs": max_epochs}})
     trainer = make_trainer(trainer_cfg, Path(jobs[0].output_dir).parent, [recorder], logger=False)
     datamodule.check_memory(trainer)
     try:
         trainer.fit(module, datamodule=datamodule)
-    except SystemExit:  # Lightning exits after a graceful Ctrl-C shutdown
+    except SystemExit:  # Lightning exits after its shutdown on a signal that stops at once
         if not trainer.interrupted:
             raise
+        stopping.note_interrupt()
     except BaseException:
         recorder.close_unfinished()
         raise
-    if trainer.interrupted:
-        recorder.finish_interrupted(trainer, module)
-    return trainer.interrupted
+    finally:
+        stopping.training_ended()
+        stopping.install()  # Lightning leaves Ctrl-C ignored after its shutdown
+    if stopping.requested():
+        with stopping.whole():  # after a second signal, mid-epoch: no checkpoint to resume from
+            recorder.finish_interrupted(trainer, module, checkpoints=not trainer.interrupted)
+    return stopping.requested()

@@ -24,6 +24,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.config import to_yaml
+from experiments.files import write_whole
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
@@ -59,9 +60,8 @@ class Job:
         if self.hydra_subdir is None:
             return
         folder = self.output_dir / self.hydra_subdir
-        folder.mkdir(parents=True, exist_ok=True)
         for name, text in self.files.items():
-            (folder / name).write_text(text, encoding="utf-8")
+            write_whole(folder / name, text)
 
 
 @dataclass

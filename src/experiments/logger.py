@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from experiments.config import to_yaml
 from experiments.events import EventFile
+from experiments.files import write_whole
 
 
 class EpochLogger(TensorBoardLogger):
@@ -59,7 +60,7 @@ class EpochLogger(TensorBoardLogger):
         """hparams.yaml as Lightning writes it (OmegaConf's YAML of the hparams), without making a DictConfig."""
         path = Path(self.log_dir) / self.NAME_HPARAMS_FILE
         if path.parent.is_dir() and not path.is_file():
-            path.write_text(to_yaml(dict(self.hparams)), encoding="utf-8")
+            write_whole(path, to_yaml(dict(self.hparams)))
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

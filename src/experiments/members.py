@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from experiments import stopping
 from experiments.scaling import Scaler
 
 # The optimizers a group can train, by their config's _target_: the per-member settings each update
@@ -85,6 +86,7 @@ class MembersModule(pl.LightningModule):
 
     @torch.no_grad()
     def training_step(self, bundle: Iterator[tuple[tuple[torch.Tensor, torch.Tensor], ...]], index: int) -> None:
+        stopping.moment("step")
         for per_seed in bundle:
             weight_grad, bias_grad, losses = self._gradients(per_seed)
             self.epoch_loss_sum += losses.double()

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments import stopping
 from experiments.batches import Bundle
 from experiments.scaling import Scaler
 
@@ -85,6 +86,7 @@ class RegressionModule(pl.LightningModule):
             self._bundle_losses.append(torch.stack(losses).sum())
         self._epoch_steps += len(losses)
         self.steps += len(losses)
+        stopping.moment("step")
 
     def _step(self, optimizer: torch.optim.Optimizer, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One optimizer step on one mini-batch; returns its loss before the step (see `_evaluate`).
@@ -126,6 +128,7 @@ class RegressionModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["model_kind"] = type(self.model).__name__  # how predict.py rebuilds it, without running config
+        checkpoint["steps"] = self.steps
 
 
 def _requires_closure(optimizer: torch.optim.Optimizer) -> bool:

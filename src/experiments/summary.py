@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments.files import write_whole
+
 if TYPE_CHECKING:
     import lightning.pytorch as pl
     from omegaconf import DictConfig
@@ -58,10 +60,12 @@ def run_summary(
     recorder: "EpochRecorder",
     divergence: "StopOnDivergence",
     seconds: float,
+    stopped: bool,
 ) -> dict[str, Any]:
-    """Everything summary.json records of a fitted single run (see `summary_of`)."""
+    """Everything summary.json records of a fitted single run (see `summary_of`); `stopped`: by a
+    signal before its last epoch."""
     weights, bias = (t.cpu().double().tolist() for t in module.original_weights())
-    status = "interrupted" if trainer.interrupted else "diverged" if divergence.diverged_at_epoch else "ok"
+    status = "diverged" if divergence.diverged_at_epoch else "interrupted" if stopped or trainer.interrupted else "ok"
     return summary_of(
         status=status,
         diverged_at_epoch=divergence.diverged_at_epoch,
@@ -134,14 +138,9 @@ def summary_of(
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    """Write `summary.json`; non-finite numbers (a diverged run) become null, which JSON can hold."""
-    path = run_dir / "summary.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(
-        json.dumps({key: _json_safe(value) for key, value in summary.items()}, indent=2, allow_nan=False) + "\n"
-    )
-    partial.replace(path)  # atomic: a reader never sees half a file
-    return path
+    """Write `summary.json` whole; non-finite numbers (a diverged run) become null, which JSON can hold."""
+    safe = {key: _json_safe(value) for key, value in summary.items()}
+    return write_whole(run_dir / "summary.json", json.dumps(safe, indent=2, allow_nan=False) + "\n")
 
 
 def _ratio(ratio: float | None) -> str:
@@ -196,4 +195,6 @@ def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False)
     shown = _shown_path(run_dir)
     lines.append(f"  run folder: {shown}")
     lines.append(f"  view it:    tensorboard --logdir {shown}")
+    if summary["status"] == "interrupted":
+        lines.append(f"  continue:   python train.py resume={shown}")
     return os.linesep.join(lines)

@@ -11,23 +11,24 @@ import json
 import math
 import shutil
 import sys
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from experiments import stopping
 from experiments.compare import write_comparison
 from experiments.config import Values, check
 from experiments.errors import UserError
+from experiments.files import disk_trouble, is_disk_trouble, write_whole
 from experiments.jobs import InvalidJob, Job
+from experiments.resume import clear_attempt, resumable
 from experiments.runs import load_runs
 from experiments.summary import format_result, objective, write_summary
 
@@ -38,17 +39,24 @@ if TYPE_CHECKING:
 def run_sweep_job(cfg: DictConfig) -> float:
     """Train one job of a multirun and return the number a sweeper such as Optuna minimizes: its
     final loss, or infinity if it diverged or failed. A job that fails, for whatever reason, is
-    recorded as failed in its folder, and the sweep goes on."""
+    recorded as failed in its folder, and the sweep goes on; a signal or a disk in trouble stops it."""
     from experiments.train import train
 
+    worker = stopping.in_worker()
     try:
         summary = train(cfg)
-    except Exception as error:  # noqa: BLE001 - one job's failure must not end the sweep
+    except Exception as error:  # one job's failure must not end the sweep (the disk's does)
+        if is_disk_trouble(error):
+            raise
         record_failure(cfg, Path(cfg.output_dir), error)
         return math.inf
-    except SystemExit:  # Ctrl-C: Hydra will not reach the end of the sweep, so summarize it here
-        SweepSummary().summarize(Path(HydraConfig.get().sweep.dir))
+    except stopping.Stopped as stop:
+        if worker:  # recorded: the main process, waiting for its workers to exit, summarizes the sweep
+            stopping.end_stopped_worker_job(stop)
         raise
+    finally:
+        if worker:
+            stopping.end_worker_job()
     return objective(summary)
 
 
@@ -57,9 +65,8 @@ def record_failure(cfg: Mapping[str, Any], run_dir: Path, error: Exception) -> N
     error, its traceback in error.txt. Reads the config defensively: it may be what failed."""
     first_line = next(iter(str(error).splitlines()), "")  # OmegaConf adds lines of detail; error.txt has them
     message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {first_line}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(error, UserError):
-        (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+        write_whole(run_dir / "error.txt", "".join(traceback.format_exception(error)))
     settings = {}
     for name, key in (("lr", "optim.lr"), ("max_epochs", "trainer.max_epochs"), ("seed", "seed")):
         value: Any = cfg
@@ -75,37 +82,65 @@ def record_failure(cfg: Mapping[str, Any], run_dir: Path, error: Exception) -> N
 
 class SweepSummary(Callback):
     """Writes summary.csv, summary.md and loss_curves.png into the sweep folder, prints the table,
-    and exits with status 1 when any job failed, so scripts and CI notice. Job folders left in the
-    sweep folder by an earlier sweep (a reused `hydra.sweep.dir`) are not counted."""
+    and exits with status 1 when any job failed, so scripts and CI notice. A sweep stopped by a
+    signal (or a disk in trouble) is summarized by `summarize_stopped`, which also names the jobs
+    that did not run."""
+
+    running: "SweepSummary | None" = None  # the sweep this process runs, until it ends
+    planned: list[list[str]] = []  # the overrides of every job the sweep runs, where the sweeper says
 
     def __init__(self) -> None:
-        self.started = 0.0
+        self.sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time()
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        SweepSummary.running = self
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepSummary.running = None
         if self.summarize(Path(config.hydra.sweep.dir)):
             sys.exit(1)
 
-    def summarize(self, sweep_dir: Path) -> int:
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        stopping.moment("job_end")  # between two jobs: where the tests stop a sweep
+
+    def summarize_stopped(self) -> None:
+        """Summarize what the stopped sweep finished, and name the jobs it did not run."""
+        SweepSummary.running = None
+        try:
+            self.summarize(self.sweep_dir, stopped=True)
+        except OSError as error:
+            print(f"The sweep's summary could not be written: {disk_trouble(error)}", file=sys.stderr)
+
+    def summarize(self, sweep_dir: Path, stopped: bool = False) -> int:
         """Summarize the sweep in `sweep_dir`; returns how many of its jobs failed."""
-        runs = [run for run in load_runs([sweep_dir]) if run.modified >= self.started] if sweep_dir.is_dir() else []
-        if not runs:
-            return 0
-        print(f"\nSweep of {len(runs)} jobs, best first:")
-        write_comparison(runs, sweep_dir)
+        runs = load_runs([sweep_dir]) if sweep_dir.is_dir() else []
+        if runs:
+            print(f"\nSweep of {len(runs)} jobs, best first:")
+            write_comparison(runs, sweep_dir)
         counts = {
             status: sum(run.summary.get("status") == status for run in runs)
             for status in ("ok", "interrupted", "diverged", "failed")
         }
-        print(
-            "\n"
-            + ", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted")
-            + f". Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}\n"
-            f"View it:  tensorboard --logdir {sweep_dir}"
-        )
+        lines = [", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted") + "."]
+        if runs:
+            lines[0] += f" Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}"
+            lines.append(f"View it:  tensorboard --logdir {sweep_dir}")
+        if stopped:
+            lines += self._not_run(sweep_dir, {run.path.name for run in runs})
+            lines.append(f"Stopped. Continue it with:  python train.py resume={sweep_dir}")
+        print("\n" + "\n".join(lines), flush=True)
         return counts["failed"]
+
+    def _not_run(self, sweep_dir: Path, folders: set[str]) -> list[str]:
+        """A line naming the planned jobs that have no folder with a summary (the first ten)."""
+        numbers = {name.split("_", 1)[0] for name in folders}
+        missing = [(i, job) for i, job in enumerate(SweepSummary.planned) if str(i) not in numbers]
+        if not missing:
+            return []
+        named = "; ".join(f"#{i} {' '.join(job)}" for i, job in missing[:10])
+        more = f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
+        return [f"{len(missing)} of the {len(SweepSummary.planned)} jobs did not run: {named}{more}."]
 
 
 def train_sweep(
@@ -113,16 +148,24 @@ def train_sweep(
 ) -> list[JobReturn]:
     """train.py's sweeps under the batched launcher: every job checked before any trains, the jobs
     that can train together trained as groups (`experiments.group`), the others one at a time.
-    Ctrl-C records the group being trained as interrupted, summarizes the sweep and exits 130."""
+    A signal stops the group being trained at the end of its epoch, its jobs recorded as interrupted.
+    Resuming a sweep (`resume=SWEEP`), its interrupted jobs continue one at a time from their checkpoints."""
     from experiments.group import can_train_together, group_key
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    jobs = launcher.compose(job_overrides, initial_job_idx, keep_config=lambda values: not can_train_together(values))
+    resuming = launcher.config.get("resume") is not None
+
+    def continues(values: dict[str, Any]) -> bool:  # an interrupted job of a resumed sweep
+        return resuming and resumable(Path(values["output_dir"]))
+
+    jobs = launcher.compose(
+        job_overrides, initial_job_idx, keep_config=lambda values: not can_train_together(values) or continues(values)
+    )
     refuse_invalid(jobs, sweep_dir)
     groups: dict[str, list[Job]] = {}
     alone: list[Job] = []
     for job in jobs:
-        if can_train_together(job.values):
+        if can_train_together(job.values) and not continues(job.values):
             groups.setdefault(group_key(job.values), []).append(job)
         else:
             alone.append(job)
@@ -135,11 +178,9 @@ def train_sweep(
         for job in alone:
             returns[job.index] = launcher.run_one(job)
             bar.update(job.values["trainer"]["max_epochs"])
-    except KeyboardInterrupt:  # between groups, or while one is set up: what has finished is summarized
-        bar.close()
+    except KeyboardInterrupt:  # a signal: what has finished is summarized by the command line
         _remove_untrained(jobs)
-        SweepSummary().summarize(sweep_dir)
-        raise SystemExit(130) from None
+        raise
     finally:
         bar.close()
     return [returns[index] for index in sorted(returns)]
@@ -159,11 +200,14 @@ def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) 
 
     planned = bar.n + sum(job.values["trainer"]["max_epochs"] for job in group_jobs)
     for job in group_jobs:
+        clear_attempt(job.output_dir)  # in a resumed sweep, what a failed attempt left
         launcher.job_started(job)
     results: dict[int, dict[str, Any]] = {}
     try:
         interrupted = train_group(group_jobs, group_jobs[0].choices, bar.update, results)
-    except Exception as error:  # noqa: BLE001 - one group's failure must not end the sweep
+    except Exception as error:  # one group's failure must not end the sweep (the disk's does)
+        if is_disk_trouble(error):
+            raise
         for job in group_jobs:
             if job.index not in results:
                 record_failure(job.values, job.output_dir, error)
@@ -178,9 +222,7 @@ def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) 
     bar.update(planned - bar.n)
     if interrupted:
         _remove_untrained(group_jobs)
-        bar.close()
-        SweepSummary().summarize(Path(str(launcher.config.hydra.sweep.dir)))
-        raise SystemExit(130)
+        stopping.stop()
     return returns
 
 

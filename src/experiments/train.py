@@ -17,15 +17,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
+from experiments import stopping
 from experiments.callbacks import EpochProgressBar, EpochRecorder, FitPicture, StopOnDivergence
 from experiments.config import check
 from experiments.errors import UserError
+from experiments.files import write_whole
 from experiments.logger import EpochLogger
 from experiments.module import OptimizerFactory, RegressionModule
+from experiments.resume import checkpoint_to_resume
 from experiments.summary import format_result, run_settings, run_summary, write_summary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
@@ -36,40 +40,55 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one composed experiment in `cfg.output_dir` and return its summary."""
+    """Train one composed experiment in `cfg.output_dir` (continuing it, with `cfg.resume`) and
+    return its summary. A signal stops it at the end of the epoch: it is recorded as interrupted,
+    then `experiments.stopping.Stopped` is raised."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     check(cfg, multirun)
     run_dir = Path(cfg.output_dir)
+    # A sweep's job continues what an earlier attempt of it left (requeued by Slurm, or resume=SWEEP).
+    resume = cfg.get("resume") or (str(hydra_cfg.sweep.dir) if multirun else None)
+    resumed = checkpoint_to_resume(resume, run_dir, cfg.trainer.max_epochs)
 
     pl.seed_everything(cfg.seed, verbose=False)  # at every job's start: a multirun reuses the process
     datamodule = build(cfg, "data", seed=cfg.seed)
     model = build(cfg, "model", in_features=datamodule.num_features, out_features=datamodule.num_targets)
     settings = run_settings(cfg, hydra_cfg.runtime.choices, datamodule)
     module = RegressionModule(model, build_optimizer(cfg), scaler=datamodule.scaler, settings=settings)
-    recorder = EpochRecorder()
+    recorder = EpochRecorder(resumed, cfg.get("checkpoint_minutes"))
+    if resumed:
+        module.model.load_state_dict({k[6:]: v for k, v in resumed["state_dict"].items() if k.startswith("model.")})
+        module.steps = resumed["steps"]
     divergence = StopOnDivergence(recorder)
     callbacks = [recorder, divergence] + ([FitPicture(divergence)] if draws_fit_picture(cfg, multirun) else [])
     callbacks += [] if multirun else [EpochProgressBar(recorder)]
-    trainer = make_trainer(cfg, run_dir, callbacks)
+    trainer = make_trainer(cfg, run_dir, callbacks, max_epochs=cfg.trainer.max_epochs - recorder.first_epoch)
     datamodule.check_memory(trainer)
 
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)
-    except SystemExit:  # Lightning exits after a graceful Ctrl-C shutdown; keep what was learned
+    except SystemExit:  # Lightning exits after its shutdown on a signal that stops at once; keep what was learned
         if not trainer.interrupted:
             raise
+        stopping.note_interrupt()
+    finally:
+        stopping.training_ended()
+        stopping.install()  # Lightning leaves Ctrl-C ignored after its shutdown
     seconds = time.perf_counter() - started
-    if trainer.interrupted and not recorder.losses:  # Ctrl-C before training started: nothing to record
-        raise SystemExit(130)
+    if recorder.epochs < 0:  # stopped before training started: nothing to record
+        stopping.stop()
 
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    summary = run_summary(trainer, module, datamodule, recorder, divergence, seconds)
-    write_summary(run_dir, summary)
-    print(format_result(summary, run_dir, compact=multirun), flush=True)
-    if trainer.interrupted:
-        raise SystemExit(130)
+    stopped = stopping.requested() and recorder.epochs < cfg.trainer.max_epochs
+    with stopping.whole():
+        if not trainer.interrupted:  # a second signal stops mid-epoch: its weights are no state to resume from
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+        summary = run_summary(trainer, module, datamodule, recorder, divergence, seconds, stopped)
+        write_summary(run_dir, summary)
+        stopping.moment("summary_written")
+        print(format_result(summary, run_dir, compact=multirun), flush=True)
+    stopping.stop()
     return summary
 
 
@@ -104,21 +123,34 @@ def build_optimizer(cfg: DictConfig) -> OptimizerFactory:
     return make_optimizer
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], logger: bool = True) -> pl.Trainer:
-    """A Trainer for the configured `trainer.*` settings, logging to TensorBoard in `run_dir`
-    (unless `logger` is False: a sweep group's jobs each log to their own)."""
+def make_trainer(
+    cfg: DictConfig, run_dir: Path, callbacks: list[pl.Callback], logger: bool = True, max_epochs: int | None = None
+) -> pl.Trainer:
+    """A Trainer for the configured `trainer.*` settings (with `max_epochs` in place of the configured
+    number, if given), logging to TensorBoard in `run_dir` (unless `logger` is False: a sweep group's
+    jobs each log to their own), saving checkpoints whole."""
     progress_bar = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
+    settings = {**cfg.trainer, **({"max_epochs": max_epochs} if max_epochs is not None else {})}
     try:
         return pl.Trainer(
-            **cfg.trainer,
+            **settings,
             default_root_dir=run_dir,
             logger=EpochLogger(run_dir) if logger else False,
             callbacks=callbacks,
             enable_progress_bar=progress_bar,
-            enable_checkpointing=False,  # one checkpoint, written at the end by train()
+            enable_checkpointing=False,  # written by train() at the end, and by EpochRecorder now and then
+            plugins=[WholeCheckpointIO()],
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
         )
     except (TypeError, ValueError, MisconfigurationException) as error:  # refused trainer.* settings
         raise UserError(f"the Lightning Trainer refused the trainer settings: {error}") from error
+
+
+class WholeCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole (`experiments.files.write_whole`): Lightning's own writer goes
+    through a temporary file in $TMPDIR, which a signal can strand there or cut short."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        write_whole(path, lambda file: torch.save(checkpoint, file))

@@ -1,0 +1,189 @@
+"""`resume=FOLDER`: continue a run, or re-run a sweep, in the folder it was written to.
+
+A run folder is resumed from its checkpoint, with the overrides it recorded (`.hydra/overrides.yaml`):
+only `trainer.max_epochs` may change, to extend it. A sweep folder is re-run from the overrides its
+`multirun.yaml` recorded: finished jobs are skipped untouched, interrupted ones continue from their
+checkpoints, and failed or missing ones train again. Everything here reads the folders as data.
+"""
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.errors import UserError
+
+# What a resumed run may set differently from the run it continues.
+CHANGEABLE = ("trainer.max_epochs", "checkpoint_minutes", "fit_picture", "hydra.")
+FINISHED = ("ok", "diverged")
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: `+trainer.gradient_clip_val=1` -> `trainer.gradient_clip_val`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _recorded(path: Path, what: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserError(f"resume: cannot read {path} ({type(error).__name__}), so the {what} is unknown.") from None
+
+
+def resume_arguments(arguments: Sequence[str]) -> list[str]:
+    """The command line that continues `resume=FOLDER`: the recorded overrides, with any new
+    `trainer.max_epochs` (a run) or `hydra...` setting in place of the recorded one. Any other
+    command line is returned as it is."""
+    given = [a for a in arguments if a.startswith("resume=")]
+    if not given:
+        return list(arguments)
+    folder = Path(given[-1].split("=", 1)[1])
+    new = [a for a in arguments if not a.startswith("resume=") and a not in ("-m", "--multirun")]
+    if (folder / "multirun.yaml").is_file():
+        return _sweep_arguments(folder, new)
+    if (folder / ".hydra" / "overrides.yaml").is_file():
+        return _run_arguments(folder, new)
+    raise UserError(
+        f"resume={folder}: there is no run or sweep there (a run folder holds .hydra/overrides.yaml, a "
+        f"sweep folder multirun.yaml); runs are in outputs/runs/<stamp>/, sweeps in outputs/multirun/<stamp>/."
+    )
+
+
+def _run_arguments(folder: Path, new: list[str]) -> list[str]:
+    recorded = _recorded(folder / ".hydra" / "overrides.yaml", "run's configuration")
+    if not isinstance(recorded, list):
+        raise UserError(f"resume: {folder / '.hydra' / 'overrides.yaml'} is not a list of overrides.")
+    _refuse_changes(folder, new, "a run")
+    replaced = {override_key(a) for a in new}
+    kept = [str(a) for a in recorded if override_key(str(a)) not in replaced and override_key(str(a)) != "resume"]
+    return [*kept, *new, f"hydra.run.dir={folder}", f"resume={folder}"]
+
+
+def _sweep_arguments(folder: Path, new: list[str]) -> list[str]:
+    recorded = _recorded(folder / "multirun.yaml", "sweep's configuration")
+    try:
+        overrides = recorded["hydra"]["overrides"]
+        task, hydra = list(overrides["task"]), list(overrides["hydra"])
+        sweeper = recorded["hydra"]["sweeper"]["_target_"]
+    except (KeyError, TypeError) as error:
+        raise UserError(
+            f"resume: {folder / 'multirun.yaml'} does not record the sweep's overrides ({error})."
+        ) from None
+    if not sweeper.endswith(("BatchedSweeper", "BasicSweeper")):
+        raise UserError(
+            f"resume={folder}: that sweep was run by {sweeper.rsplit('.', 1)[-1]}, which chooses its jobs as it "
+            f"goes; resume= re-runs grid sweeps (key=v1,v2). Start a new sweep instead."
+        )
+    _refuse_changes(folder, [a for a in new if not a.startswith("hydra")], "a sweep")
+    replaced = {override_key(a) for a in new}
+    hydra = [
+        a for a in hydra if override_key(a) not in replaced and override_key(a) not in ("hydra.sweep.dir", "hydra.mode")
+    ]
+    task = [a for a in task if override_key(a) != "resume"]
+    return ["-m", *task, *hydra, *new, f"hydra.sweep.dir={folder}", f"resume={folder}"]
+
+
+def _refuse_changes(folder: Path, new: list[str], what: str) -> None:
+    changed = [a for a in new if not override_key(a).startswith(CHANGEABLE)]
+    if changed:
+        raise UserError(
+            f"resume={folder} continues {what} as it was set, so {' '.join(changed)} cannot change; only "
+            f"trainer.max_epochs (to train longer) can. To train with other settings, start a new run."
+        )
+
+
+def read_status(run_dir: Path) -> str | None:
+    """The status its summary.json records ("ok", "interrupted", ...), or None without a readable one."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary.get("status") if isinstance(summary, dict) else None
+
+
+def finished_jobs(sweep_dir: Path, job_overrides: Sequence[Sequence[str]], first_index: int) -> set[int]:
+    """The indices of the jobs that a sweep folder holds finished (ok or diverged), each found in
+    its folder `<index>_...` with the same recorded overrides."""
+    folders: dict[int, Path] = {}
+    for path in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
+        number = path.name.split("_", 1)[0]
+        if number.isdigit() and path.is_dir():
+            folders[int(number)] = path
+    finished = set()
+    for index, overrides in enumerate(job_overrides, start=first_index):
+        folder = folders.get(index)
+        if folder is None or read_status(folder) not in FINISHED:
+            continue
+        try:
+            recorded = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(recorded, list) and _without_resume(recorded) == _without_resume(overrides):
+            finished.add(index)
+    return finished
+
+
+def _without_resume(overrides: Sequence[Any]) -> list[str]:
+    return [str(o) for o in overrides if override_key(str(o)) != "resume"]
+
+
+def checkpoint_to_resume(resume: str | None, run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
+    """The checkpoint a run continues from, loaded as data, or None to train from the start.
+
+    `resume` is the run's own folder (`resume=RUN`) or its sweep's (`resume=SWEEP`). A sweep's job
+    continues only if it was interrupted; otherwise what an earlier attempt left in its folder is
+    removed, so that it trains again from the start."""
+    if resume is None:
+        return None
+    own = Path(resume).resolve() == run_dir.resolve()
+    status = read_status(run_dir)
+    path = run_dir / "checkpoints" / "last.ckpt"
+    if not own and not resumable(run_dir):
+        clear_attempt(run_dir)
+        return None
+    if own and status in ("failed", "diverged"):
+        raise UserError(f"resume={resume}: that run {status}; there is nothing to continue. Train it again.")
+    if not path.is_file():
+        raise UserError(f"resume={resume}: the run has no checkpoint to continue from (checkpoints/last.ckpt).")
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        epoch = len(checkpoint["callbacks"]["EpochRecorder"]["losses"]) - 1
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
+        raise UserError(
+            f"resume={resume}: {path} is not a checkpoint this version can continue from ({type(error).__name__}); "
+            f"train the run again."
+        ) from None
+    if epoch >= max_epochs:
+        raise UserError(
+            f"resume={resume}: the run has already trained {epoch} epochs; give trainer.max_epochs=N with N "
+            f"above {epoch} to train it longer."
+        )
+    _drop_events_after(run_dir, epoch)
+    return checkpoint
+
+
+def resumable(run_dir: Path) -> bool:
+    """Whether a sweep's job folder holds a run to continue: a checkpoint, of a run that was
+    interrupted or ended without a summary (killed after a periodic checkpoint)."""
+    return read_status(run_dir) in ("interrupted", None) and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def clear_attempt(run_dir: Path) -> None:
+    """Remove what an earlier attempt of a job left, all but Hydra's record of its config."""
+    for path in run_dir.iterdir() if run_dir.is_dir() else []:
+        if path.name == ".hydra":
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _drop_events_after(run_dir: Path, epoch: int) -> None:
+    """TensorBoard's events after the checkpoint's epoch (written before a `kill -9`) would show twice."""
+    from experiments.events import drop_events_after
+
+    for path in run_dir.glob("events.out.tfevents.*"):
+        drop_events_after(path, epoch)
