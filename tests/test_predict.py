@@ -137,3 +137,135 @@ def test_the_command_answers_help_and_mistakes_in_one_line(run_dir, tmp_path):
     good = run_cli(f"run={run_dir}", "inputs=[[75,63,44]]", cwd=tmp_path, script="predict.py")
     assert good.returncode == 0 and "53.79" in good.stdout
     assert list(tmp_path.iterdir()) == []  # predicting writes nothing
+
+
+@pytest.fixture
+def float32_run(run_dir, tmp_path):
+    """A copy of the trained run with its model in float32, as trainer.precision=32 leaves it."""
+    copy = tmp_path / "float32"
+    shutil.copytree(run_dir, copy)
+    checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"] = {key: tensor.float() for key, tensor in checkpoint["state_dict"].items()}
+    torch.save(checkpoint, copy / "checkpoints" / "last.ckpt")
+    return copy
+
+
+def test_predictions_too_large_for_the_model_are_refused(float32_run, tmp_path):
+    with pytest.raises(UserError) as error:
+        predict(predict_config(f"run={float32_run}", "inputs=[[1,2,3],[0,3e38,3e38]]"))
+    assert str(error.value) == (
+        "inputs: the predictions for row 2 are too large for the model's float32 (row 2: 0, 3e+38, 3e+38 gives "
+        "inf, inf); give inputs nearer the size of the data the run was trained on."
+    )
+    (tmp_path / "new.csv").write_text("temp,rainfall,humidity\n0,3e38,3e38\n-3e38,3e38,3e38\n")
+    with pytest.raises(UserError, match=r"the predictions for rows 1, 2 are too large for the model's float32"):
+        predict(predict_config(f"run={float32_run}", f"input_csv={tmp_path / 'new.csv'}"))
+    assert predict(predict_config(f"run={float32_run}", "inputs=[[1e30,63,44]]")).isfinite().all()
+
+
+def test_a_model_with_weights_that_are_not_finite_is_refused(run_dir, tmp_path):
+    broken = tmp_path / "nan"
+    shutil.copytree(run_dir, broken)
+    checkpoint = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["state_dict"]["model.weight"].fill_(float("nan"))
+    torch.save(checkpoint, broken / "checkpoints" / "last.ckpt")
+    with pytest.raises(UserError, match=r"^the run's model holds numbers that are not finite \(nan or inf\)"):
+        predict(predict_config(f"run={broken}", f"inputs=[{NEW_REGION}]"))
+
+
+FORM = (
+    "inputs must be a list of rows of 3 numbers (temp, rainfall, humidity), quoted for the shell: "
+    "'inputs=[[75,63,44]]' (more rows: 'inputs=[[...],[...]]'); got "
+)
+
+
+@pytest.mark.parametrize(
+    "inputs,got",
+    [
+        ("{a:1}", "{'a': 1}"),
+        ("abc", "'abc'"),
+        ("[]", "[]"),
+        ("[[[1,2,3]]]", "[[[1, 2, 3]]]"),
+        ("[[1,2,3],{a:1}]", None),
+    ],
+)
+def test_inputs_of_the_wrong_form_are_answered_with_the_form(run_dir, inputs, got):
+    with pytest.raises(UserError) as error:
+        predict(predict_config(f"run={run_dir}", f"inputs={inputs}"))
+    assert str(error.value) == FORM + (got or "[[1, 2, 3], {'a': 1}]") + "."
+
+
+def test_values_that_cannot_be_resolved_or_are_missing_are_one_line(run_dir):
+    with pytest.raises(UserError, match=r"^inputs: Interpolation key 'foo' not found; give plain values: python"):
+        predict(predict_config(f"run={run_dir}", "inputs=${foo}"))
+    with pytest.raises(UserError, match=r"^run= must be given: python predict.py run="):
+        predict(predict_config("inputs=[[1,2,3]]"))
+    with pytest.raises(
+        UserError, match=r"row 1 holds a number that is not finite or too large .*: about 1e\+400, 2, 3"
+    ):
+        predict(predict_config(f"run={run_dir}", f"inputs=[[1{'0' * 400},2,3]]"))
+
+
+def test_an_input_csv_that_is_a_device_is_refused(run_dir):
+    with pytest.raises(UserError, match=r"^input_csv: /dev/zero is a character device, .* give a regular CSV file\.$"):
+        predict(predict_config(f"run={run_dir}", "input_csv=/dev/zero"))
+
+
+def edited_checkpoint(run_dir, folder, edit):
+    """A copy of the run whose checkpoint `edit` changed, saved by torch.save as training saves it."""
+    shutil.copytree(run_dir, folder)
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, folder / "checkpoints" / "last.ckpt")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            lambda c: c["state_dict"].update({"model.weight": torch.zeros(2, 4, dtype=torch.float64)}),
+            "its model.weight is 2 x 4, but it names 3 features (temp, rainfall, humidity) and 2 targets "
+            "(apples, oranges), which need 2 x 3",
+        ),
+        (
+            lambda c: c["RegressionDataModule"].update({"feature_names": ["temp", "rainfall"]}),
+            "its model.weight is 2 x 3, but it names 2 features (temp, rainfall)",
+        ),
+        (lambda c: c["RegressionDataModule"].update({"target_names": "apples"}), "its target names are 'apples'"),
+        (lambda c: c["RegressionDataModule"].update({"feature_names": []}), "its feature names are []"),
+        (lambda c: c["RegressionDataModule"].update({"feature_names": ["a", "a", "b"]}), "it names a feature twice"),
+        (lambda c: c["state_dict"].update({"model.weight": [[1.0, 2.0, 3.0]] * 2}), "its state_dict is not a set"),
+        (lambda c: c.update({"state_dict": [1, 2]}), "its state_dict is not a set of tensors"),
+        (
+            lambda c: c["state_dict"].update({"model.weight": torch.zeros(2, 3, dtype=torch.int64)}),
+            "its model.weight holds int64 numbers, not float32 or float64",
+        ),
+    ],
+)
+def test_a_checkpoint_whose_tensors_do_not_match_its_names_is_one_line(run_dir, tmp_path, edit, message):
+    broken = edited_checkpoint(run_dir, tmp_path / "broken", edit)
+    with pytest.raises(UserError) as error:
+        predict(predict_config(f"run={broken}", "inputs=[[1,2,3]]"))
+    assert str(error.value).startswith(f"{broken / 'checkpoints' / 'last.ckpt'} is damaged: {message}")
+    assert str(error.value).endswith("Train the run again.") and "\n" not in str(error.value)
+
+
+def test_a_checkpoint_with_a_model_kind_that_is_not_a_name_is_one_line(run_dir, tmp_path):
+    broken = edited_checkpoint(run_dir, tmp_path / "broken", lambda c: c.update({"model_kind": ["Linear"]}))
+    with pytest.raises(UserError, match=r"holds a model of kind \['Linear'\], which this tool does not know"):
+        predict(predict_config(f"run={broken}", "inputs=[[1,2,3]]"))
+
+
+@pytest.mark.slow
+def test_the_command_answers_overflow_and_malformed_inputs_in_one_line(float32_run, tmp_path):
+    overflow = run_cli(f"run={float32_run}", "inputs=[[0,3e38,3e38]]", cwd=tmp_path, script="predict.py")
+    assert overflow.returncode == 2 and overflow.stdout == ""
+    assert overflow.stderr.strip().splitlines() == [
+        "Error: inputs: the predictions for row 1 are too large for the model's float32 (row 1: 0, 3e+38, 3e+38 "
+        "gives inf, inf); give inputs nearer the size of the data the run was trained on."
+    ]
+    # An unclosed list is Hydra's own parser's to answer, before predict.py runs: a few lines, no traceback.
+    unclosed = run_cli(f"run={float32_run}", "inputs=[[1,2", cwd=tmp_path, script="predict.py")
+    assert unclosed.returncode == 1 and "Traceback" not in unclosed.stderr
+    assert "no viable alternative at input '[[1,2'" in unclosed.stderr

@@ -196,8 +196,8 @@ def test_resume_refuses_what_it_cannot_continue(make_cfg, tmp_path):
     assert resume_arguments([f"resume={run}", "trainer.max_epochs=9"]) == [
         "optim.lr=0.1",
         "trainer.max_epochs=9",
-        f"hydra.run.dir={run}",
-        f"resume={run}",
+        f"hydra.run.dir='{run}'",
+        f"resume='{run}'",
     ]
     (run / ".hydra" / "overrides.yaml").write_text("{not: [a list")
     with pytest.raises(UserError, match="cannot read"):

@@ -2,15 +2,18 @@
 
 `python compare.py PATH...` takes run folders, sweep folders or all of `outputs/`; the sweep summary
 written at the end of every multirun (`experiments.sweep`) is the same table for one sweep. Runs are
-read by `experiments.runs`.
+read by `experiments.runs`, as data: a run whose summary.json or .hydra/overrides.yaml cannot be read
+is listed as such, with one warning line on stderr, and the others are compared as usual.
 """
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
+from experiments.files import write_whole
 from experiments.runs import Run, load_runs
 
 COLUMNS = [
@@ -70,24 +73,26 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 
 def write_csv(rows: list[dict[str, str]], path: Path) -> None:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_whole(path, text.getvalue())
 
 
 def write_markdown(rows: list[dict[str, str]], path: Path) -> None:
     shown = [c for c in COLUMNS if c != "path"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in shown) + " |" for r in rows]
-    path.write_text("\n".join(lines) + "\n")
+    write_whole(path, "\n".join(lines) + "\n")
 
 
 def plot_loss_curves(runs: list[Run], path: Path) -> None:
     """Every run's loss curve in one picture (see `experiments.figures.loss_curves_figure`)."""
     from experiments.figures import loss_curves_figure
 
-    loss_curves_figure(runs, distinct_overrides(runs)).savefig(path, dpi=110)
+    figure = loss_curves_figure(runs, distinct_overrides(runs))
+    write_whole(path, lambda file: figure.savefig(file, format="png", dpi=110))
 
 
 def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -> list[dict[str, str]]:
@@ -122,7 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"Error: no runs (folders with a summary.json) under {', '.join(map(str, args.paths))}.", file=sys.stderr)
         return 2
-    write_comparison(runs, args.out)
+    try:
+        write_comparison(runs, args.out)
+    except OSError as error:  # --out is a file, or a folder that cannot be made or written
+        where = error.filename or args.out
+        print(
+            f"Error: cannot write the comparison to {where}: {error.strerror or error}; give --out a folder "
+            f"you can write to.",
+            file=sys.stderr,
+        )
+        return 2
     print(
         f"\n{len(runs)} runs. Wrote {args.out / 'summary.csv'}, {args.out / 'summary.md'} and "
         f"{args.out / 'loss_curves.png'}."

@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import torch
 
 from experiments.batches import EpochBatches, MemberBatches
+from experiments.csv_table import available_memory as _available_ram
 from experiments.csv_table import read_csv
 from experiments.errors import UserError
 from experiments.evaluation import Evaluator
@@ -165,13 +166,3 @@ def placement(trainer: pl.Trainer | None) -> tuple[torch.device, torch.dtype]:
     if trainer is None:
         return torch.device("cpu"), torch.float32
     return trainer.strategy.root_device, torch.float64 if str(trainer.precision).startswith("64") else torch.float32
-
-
-def _available_ram() -> int | None:
-    """The memory the system can give without swapping (Linux's MemAvailable); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return None
-    return kib * 1024

@@ -47,14 +47,14 @@ def is_disk_trouble(error: BaseException) -> bool:
 
 
 def write_whole(path: str | Path, content: bytes | str | Callable[[IO[bytes]], None]) -> Path:
-    """Write `content` (bytes, text, or a function that writes to the open file) to `path` whole:
-    through a temporary file in the same folder, renamed into place. A signal meanwhile waits until
-    it is done; on any failure the temporary file is removed and `path` is as it was."""
+    """Write `content` (bytes, text, or a function that writes to the open file) to `path`, in a
+    folder that exists, whole: through a temporary file in the same folder, renamed into place. A
+    signal meanwhile waits until it is done; on any failure the temporary file is removed and `path`
+    is as it was."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with stopping.whole():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as file:
                 if callable(content):
                     content(file)

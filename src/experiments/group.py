@@ -269,7 +269,9 @@ class GroupRecorder(pl.Callback):
                 }
             },
         }
-        write_whole(job.output_dir / "checkpoints" / "last.ckpt", lambda file: torch.save(checkpoint, file))
+        path = job.output_dir / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(path, lambda file: torch.save(checkpoint, file))
 
 
 def train_group(

@@ -60,6 +60,7 @@ class Job:
         if self.hydra_subdir is None:
             return
         folder = self.output_dir / self.hydra_subdir
+        folder.mkdir(parents=True, exist_ok=True)
         for name, text in self.files.items():
             write_whole(folder / name, text)
 

@@ -40,7 +40,7 @@ def resume_arguments(arguments: Sequence[str]) -> list[str]:
     given = [a for a in arguments if a.startswith("resume=")]
     if not given:
         return list(arguments)
-    folder = Path(given[-1].split("=", 1)[1])
+    folder = Path(given[-1].split("=", 1)[1].strip("'\""))
     new = [a for a in arguments if not a.startswith("resume=") and a not in ("-m", "--multirun")]
     if (folder / "multirun.yaml").is_file():
         return _sweep_arguments(folder, new)
@@ -59,7 +59,7 @@ def _run_arguments(folder: Path, new: list[str]) -> list[str]:
     _refuse_changes(folder, new, "a run")
     replaced = {override_key(a) for a in new}
     kept = [str(a) for a in recorded if override_key(str(a)) not in replaced and override_key(str(a)) != "resume"]
-    return [*kept, *new, f"hydra.run.dir={folder}", f"resume={folder}"]
+    return [*kept, *new, f"hydra.run.dir={quoted(folder)}", f"resume={quoted(folder)}"]
 
 
 def _sweep_arguments(folder: Path, new: list[str]) -> list[str]:
@@ -83,7 +83,12 @@ def _sweep_arguments(folder: Path, new: list[str]) -> list[str]:
         a for a in hydra if override_key(a) not in replaced and override_key(a) not in ("hydra.sweep.dir", "hydra.mode")
     ]
     task = [a for a in task if override_key(a) != "resume"]
-    return ["-m", *task, *hydra, *new, f"hydra.sweep.dir={folder}", f"resume={folder}"]
+    return ["-m", *task, *hydra, *new, f"hydra.sweep.dir={quoted(folder)}", f"resume={quoted(folder)}"]
+
+
+def quoted(path: Path) -> str:
+    """A path as an override's value, quoted: a job folder's name holds `=` and `,`."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _refuse_changes(folder: Path, new: list[str], what: str) -> None:

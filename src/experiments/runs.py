@@ -3,6 +3,9 @@ nothing a run folder names is imported or called."""
 
 import json
 import math
+import os
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,31 +53,131 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def read_overrides(run_dir: Path) -> str:
-    """The command-line overrides that made this run, as Hydra recorded them ("defaults" if none)."""
+    """The command-line overrides that made this run, as Hydra recorded them ("defaults" if none);
+    for a file that is not a YAML list of overrides, a warning on stderr and a label that says so."""
     import yaml
 
     recorded = run_dir / ".hydra" / "overrides.yaml"
-    items = yaml.safe_load(recorded.read_text()) if recorded.is_file() else None
+    if not recorded.exists():
+        return "defaults"
+    try:
+        items = yaml.safe_load(_read_run_file(recorded, limit=1 << 20))  # data only: no tags that make objects
+        if items is not None and not isinstance(items, list):
+            raise ValueError(f"it holds {_brief(items)}, not a list of overrides")
+        odd = [item for item in items or [] if not isinstance(item, str)]
+        if odd:
+            raise ValueError(f"it lists {_brief(odd[0])}, not an override such as optim.lr=0.01")
+    except yaml.MarkedYAMLError as error:
+        mark = f" at line {error.problem_mark.line + 1}" if error.problem_mark else ""
+        _warn_unreadable(recorded, f"not valid YAML: {error.problem or error.context}{mark}", "without its overrides")
+        return UNREADABLE_OVERRIDES
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as error:
+        _warn_unreadable(recorded, _reason(error), "without its overrides")
+        return UNREADABLE_OVERRIDES
+    items = [item for item in items or [] if not item.startswith("resume=")]  # how it was made, not continued
     return ",".join(items) if items else "defaults"
+
+
+UNREADABLE_OVERRIDES = "(unreadable .hydra/overrides.yaml)"  # a run's label where its overrides cannot be read
+
+# What compare.py and the sweep summary read of a summary.json, and what each must be.
+SUMMARY_NUMBERS = ("final_loss", "optimal_loss", "loss_ratio", "lr", "seconds", "val_loss", "max_stable_lr")
+SUMMARY_WHOLE_NUMBERS = ("epochs", "diverged_at_epoch", "steps", "rows")
 
 
 def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
     """The run's summary.json and when it was written; for a job that wrote none, or an unreadable
-    one, a summary that says so."""
+    one (with a warning on stderr), a summary that says so."""
     path = run_dir / "summary.json"
-    if not path.is_file():
+    if not path.exists():
         modified = (run_dir / ".hydra").stat().st_mtime
         return {
             "status": "failed",
             "error": "no summary.json: the job was killed, crashed, or is still running",
         }, modified
+    modified = 0.0
     try:
-        summary = json.loads(path.read_text())
-        if not isinstance(summary, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:
-        summary = {"status": "failed", "error": f"unreadable summary.json: {error}"}
-    return summary, path.stat().st_mtime
+        modified = path.stat().st_mtime
+        text = _read_run_file(path, limit=256 << 20)
+        if not text.strip():
+            raise ValueError("the file is empty")
+        summary = json.loads(text)
+        problem = _summary_problem(summary)
+        if problem:
+            raise ValueError(problem)
+    except (OSError, ValueError, RecursionError) as error:
+        reason = _reason(error)
+        _warn_unreadable(path, reason, "as failed")
+        summary = {"status": "failed", "error": f"unreadable summary.json: {reason}"}
+    return summary, modified
+
+
+def _summary_problem(summary: Any) -> str | None:
+    """What makes `summary` unlike any summary.json a run writes, in words; None if nothing."""
+    if not isinstance(summary, dict):
+        return f"it holds {_brief(summary)}, not a JSON object"
+    status = summary.get("status")
+    if not isinstance(status, str) or status not in STATUS_ORDER:
+        return f'"status" is {_brief(status)}, not one of {", ".join(STATUS_ORDER)}'
+    for key in SUMMARY_NUMBERS + SUMMARY_WHOLE_NUMBERS:
+        value = summary.get(key)
+        whole = key in SUMMARY_WHOLE_NUMBERS
+        if value is not None and not _is_number(value, whole):
+            return f'"{key}" is {_brief(value)}, not {"a whole number" if whole else "a finite number"}'
+    if not isinstance(summary.get("error"), (str, type(None))):
+        return f'"error" is {_brief(summary.get("error"))}, not text'
+    return None
+
+
+def _is_number(value: Any, whole: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a whole number too large for a float
+        return False
+
+
+def _brief(value: Any) -> str:
+    """A value read from a file, named in a few words: its JSON/YAML kind, and itself if short."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a number of over 40 digits"
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
+def _reason(error: BaseException) -> str:
+    """An error reading a run's file, in one line."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    lines = str(error).splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _warn_unreadable(path: Path, reason: str, listed: str) -> None:
+    """One line on stderr: `path` cannot be read, and how its run is listed instead."""
+    print(f"Warning: {path} is unreadable ({reason}); its run is listed {listed}.", file=sys.stderr)
+
+
+def _read_run_file(path: Path, limit: int) -> str:
+    """The text of a small file a run wrote, read as a regular file of at most `limit` bytes (a FIFO
+    put in its place is not opened, nor waited on); OSError or ValueError (UnicodeDecodeError) otherwise."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ValueError("not a regular file")
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 20} MiB, which no run writes")
+    return data.decode("utf-8")
 
 
 def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -83,7 +186,8 @@ def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
 
     curve = {}
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        curve.update(read_scalar_series(path, "train/full_loss"))
+        if path.is_file():  # a regular file: a pipe in its place would be waited on forever
+            curve.update(read_scalar_series(path, "train/full_loss"))
     return sorted(curve.items())
 
 
@@ -104,6 +208,7 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
     `weights_only=True`: a checkpoint or config from elsewhere cannot run code."""
     import torch
 
+    from experiments.csv_table import available_memory
     from experiments.models import MODEL_KINDS
     from experiments.module import RegressionModule
     from experiments.scaling import Scaler
@@ -115,23 +220,34 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
             f"outputs/multirun/<stamp>/<job>/."
         )
     path = run_dir / "checkpoints" / "last.ckpt"
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{run_dir} has no checkpoints/last.ckpt: the run did not finish (see its summary.json).")
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file; give a run folder as training wrote it.")
+    available = available_memory()
+    if available is not None and path.stat().st_size > available // 2:
+        raise UserError(
+            f"{path} is {path.stat().st_size / 2**30:.1f} GiB, more than a linear model's checkpoint can be, and "
+            f"more than the memory available allows reading; give a run folder as training wrote it."
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         names = checkpoint["RegressionDataModule"]
-        feature_names, target_names = list(names["feature_names"]), list(names["target_names"])
+        feature_names, target_names = names["feature_names"], names["target_names"]
         state, kind = checkpoint["state_dict"], checkpoint["model_kind"]
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
         raise UserError(
             f"{path} is not a checkpoint this tool can read ({type(error).__name__}); "
             f"it may be corrupted or from an older version. Train the run again."
         ) from None
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         raise UserError(
             f"{path} holds a model of kind {kind!r}, which this tool does not know; it knows "
             f"{', '.join(sorted(MODEL_KINDS))}."
         )
+    problem = _checkpoint_problem(feature_names, target_names, state)
+    if problem:
+        raise UserError(f"{path} is damaged: {problem}. Train the run again.")
     model = MODEL_KINDS[kind](len(feature_names), len(target_names))
     scaler = Scaler(len(feature_names), len(target_names)) if "scaler.feature_mean" in state else None
     module = RegressionModule(model, scaler=scaler)
@@ -143,3 +259,28 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
             f"{len(target_names)} targets ({type(error).__name__}); train the run again."
         ) from None
     return module.eval(), feature_names, target_names
+
+
+def _checkpoint_problem(feature_names: Any, target_names: Any, state: Any) -> str | None:
+    """What is wrong with a checkpoint's column names and tensors, in words; None if nothing is."""
+    import torch
+
+    for what, names in (("feature", feature_names), ("target", target_names)):
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+            return f"its {what} names are {names!r}, not a list of column names"
+        if len(set(names)) != len(names):
+            return f"it names a {what} twice ({', '.join(names)})"
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        return "its state_dict is not a set of tensors"
+    for key, tensor in state.items():
+        if tensor.dtype not in (torch.float32, torch.float64):
+            return f"its {key} holds {str(tensor.dtype).removeprefix('torch.')} numbers, not float32 or float64"
+    weight = state.get("model.weight")
+    expected = (len(target_names), len(feature_names))
+    if weight is not None and tuple(weight.shape) != expected:
+        return (
+            f"its model.weight is {' x '.join(map(str, weight.shape)) or 'a single number'}, but it names "
+            f"{len(feature_names)} features ({', '.join(feature_names)}) and {len(target_names)} targets "
+            f"({', '.join(target_names)}), which need {expected[0]} x {expected[1]}"
+        )
+    return None

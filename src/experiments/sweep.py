@@ -65,6 +65,7 @@ def record_failure(cfg: Mapping[str, Any], run_dir: Path, error: Exception) -> N
     error, its traceback in error.txt. Reads the config defensively: it may be what failed."""
     first_line = next(iter(str(error).splitlines()), "")  # OmegaConf adds lines of detail; error.txt has them
     message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {first_line}"
+    run_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(error, UserError):
         write_whole(run_dir / "error.txt", "".join(traceback.format_exception(error)))
     settings = {}

@@ -153,4 +153,5 @@ class WholeCheckpointIO(TorchCheckpointIO):
     through a temporary file in $TMPDIR, which a signal can strand there or cut short."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_whole(path, lambda file: torch.save(checkpoint, file))
