@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from experiments import stopping
 from experiments.files import write_whole
 from experiments.runs import Run, load_runs
 
@@ -108,6 +109,16 @@ def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python compare.py PATH... [--out DIR]`; its exit status. A signal ends it with 128 + its
+    number and no traceback (what it writes is written whole)."""
+    stopping.install_in_command()
+    try:
+        return _compare(argv)
+    except stopping.Stopped as stop:
+        return stop.exit_status
+
+
+def _compare(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="compare.py", description="Compare runs: a table sorted by final loss and a plot of every loss curve."
     )

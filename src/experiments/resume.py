@@ -46,6 +46,11 @@ def resume_arguments(arguments: Sequence[str]) -> list[str]:
         return _sweep_arguments(folder, new)
     if (folder / ".hydra" / "overrides.yaml").is_file():
         return _run_arguments(folder, new)
+    if any(folder.glob("*/.hydra/overrides.yaml")):  # Optuna's sweeper keeps no multirun.yaml
+        raise UserError(
+            f"resume={folder}: that sweep recorded no multirun.yaml, as a sweeper that chooses its jobs as it "
+            f"goes (Optuna) does not; resume= re-runs grid sweeps (key=v1,v2). Start a new sweep instead."
+        )
     raise UserError(
         f"resume={folder}: there is no run or sweep there (a run folder holds .hydra/overrides.yaml, a "
         f"sweep folder multirun.yaml); runs are in outputs/runs/<stamp>/, sweeps in outputs/multirun/<stamp>/."
