@@ -10,6 +10,7 @@ bench/results.json.
 
 import contextlib
 import io
+import itertools
 import json
 import platform
 import statistics
@@ -124,6 +125,14 @@ def small_data(scratch: Path) -> dict:
     }
 
 
+_folders = itertools.count()
+
+
+def fresh_folder(scratch: Path, stem: str) -> Path:
+    """A folder no command has written: a run or sweep folder that holds one is refused."""
+    return scratch / f"{stem}{next(_folders)}"
+
+
 def wall_seconds(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     subprocess.run(command, cwd=cwd, check=True, capture_output=True)
@@ -225,11 +234,12 @@ def sweeps(scratch: Path) -> dict[str, dict]:
                 continue
             print(f"  {name}, {launcher} launcher ...", file=sys.stderr, flush=True)
             swept, single = [], []
-            for repeat in range(count):
-                folder = f"hydra.sweep.dir={scratch}/{launcher}{repeat}"
+            for _ in range(count):
+                folder = f"hydra.sweep.dir={fresh_folder(scratch, launcher)}"
                 command = [sys.executable, str(REPO / "train.py"), *arguments, f"hydra/launcher={launcher}", folder]
                 swept.append(wall_seconds(command, cwd=scratch))
-                run = [sys.executable, str(REPO / "train.py"), *one_run, f"hydra.run.dir={scratch}/one{repeat}"]
+                one = f"hydra.run.dir={fresh_folder(scratch, 'one')}"
+                run = [sys.executable, str(REPO / "train.py"), *one_run, one]
                 single.append(wall_seconds(run, cwd=scratch))
             results[f"sweep: {name}" + ("" if launcher == "batched" else ", basic launcher")] = {
                 "unit": "s",

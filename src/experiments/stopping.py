@@ -150,11 +150,6 @@ def requested() -> bool:
     return _received is not None
 
 
-def exit_status() -> int:
-    """The status to exit with after a signal (130 for SIGINT, 143 for SIGTERM)."""
-    return 128 + (_received or signal.SIGINT)
-
-
 def stop() -> None:
     """Raise `Stopped` if a signal has asked to stop (once whatever it waited for is recorded)."""
     if _received is not None:
