@@ -49,6 +49,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
         if is_disk_trouble(error):
             raise
         record_failure(cfg, Path(cfg.output_dir), error)
+        stopping.moment("job_end")
         return math.inf
     except stopping.Stopped as stop:
         if worker:  # recorded: the main process, waiting for its workers to exit, summarizes the sweep
@@ -57,6 +58,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
     finally:
         if worker:
             stopping.end_worker_job()
+    stopping.moment("job_end")  # the job is recorded; the next has not started
     return objective(summary)
 
 
@@ -101,9 +103,6 @@ class SweepSummary(Callback):
         SweepSummary.running = None
         if self.summarize(Path(config.hydra.sweep.dir)):
             sys.exit(1)
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        stopping.moment("job_end")  # between two jobs: where the tests stop a sweep
 
     def summarize_stopped(self) -> None:
         """Summarize what the stopped sweep finished, and name the jobs it did not run."""
@@ -176,6 +175,7 @@ def train_sweep(
     try:
         for group_jobs in groups.values():
             returns.update(_train_group(launcher, group_jobs, bar))
+            stopping.moment("job_end")
         for job in alone:
             returns[job.index] = launcher.run_one(job)
             bar.update(job.values["trainer"]["max_epochs"])
