@@ -43,6 +43,15 @@ def test_a_folder_that_holds_a_run_is_refused_unless_resumed(tmp_path):
     claim(tmp_path / "empty", None, "run", "hydra.run.dir")  # a new or empty folder is the run's
 
 
+def test_a_sweep_being_written_keeps_its_jobs_folders_to_itself(tmp_path):
+    sweep = tmp_path / "sweep"
+    claim(sweep, None, "sweep", "hydra.sweep.dir")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep / "0_optim.lr=0.1" / ".hydra").mkdir(parents=True)
+    with pytest.raises(UserError, match="sweep is being written by another command"):
+        claim(sweep / "0_optim.lr=0.1", str(sweep / "0_optim.lr=0.1"), "run", "hydra.run.dir")
+
+
 def test_two_sweeps_never_share_a_folder_and_a_run_never_overwrites_one(tmp_path):
     first = run_cli("-m", "optim.lr=1e-5", "trainer.max_epochs=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
     assert first.returncode == 0, first.stderr

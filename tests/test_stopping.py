@@ -127,17 +127,19 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint_whole(make_
     assert_whole(run_dir)
 
 
-def test_a_resumed_run_ends_where_the_run_never_stopped_ends(make_cfg, stop_at, tmp_path):
-    whole = make_cfg(*STATEFUL, "trainer.max_epochs=8")
+@pytest.mark.parametrize("precision", ["32", "64"])
+def test_a_resumed_run_ends_where_the_run_never_stopped_ends(make_cfg, stop_at, precision):
+    settings = (*STATEFUL, "trainer.max_epochs=8", f"trainer.precision={precision}")
+    whole = make_cfg(*settings)
     expected = train(whole)
 
     stop_at("epoch_end", signal.SIGTERM, count=3)
-    stopped = make_cfg(*STATEFUL, "trainer.max_epochs=8")
+    stopped = make_cfg(*settings)
     with pytest.raises(stopping.Stopped):
         train(stopped)
     stopping.reset()
     run_dir = Path(stopped.output_dir)
-    resumed = train(resume_cfg(run_dir, *STATEFUL, "trainer.max_epochs=8"))
+    resumed = train(resume_cfg(run_dir, *settings))
     assert resumed["weights"] == expected["weights"] and resumed["bias"] == expected["bias"]  # bit for bit
     assert resumed["final_loss"] == expected["final_loss"] and resumed["steps"] == expected["steps"]
     assert resumed["status"] == "ok" and resumed["epochs"] == 8
@@ -199,9 +201,27 @@ def test_resume_refuses_what_it_cannot_continue(make_cfg, tmp_path):
         f"hydra.run.dir='{run}'",
         f"resume='{run}'",
     ]
+    (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'elsewhere'}\n")
+    (run / ".hydra" / "overrides.yaml").write_text("- data=csv\n- data.path=houses.csv\n")
+    with pytest.raises(UserError, match=r"reads data.path=houses.csv from there; run the command in .*elsewhere"):
+        resume_arguments([f"resume={run}"])
     (run / ".hydra" / "overrides.yaml").write_text("{not: [a list")
     with pytest.raises(UserError, match="cannot read"):
         resume_arguments([f"resume={run}"])
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper: {_target_: x.BatchedSweeper}\n  overrides: {task: [optim.lr=0.1,0.2], hydra: []}\n"
+    )
+    with pytest.raises(UserError, match="trainer.max_epochs=9 cannot change; only the launcher"):
+        resume_arguments([f"resume={sweep}", "trainer.max_epochs=9"])
+    assert resume_arguments([f"resume={sweep}", "hydra/launcher=basic"]) == [
+        "-m",
+        "optim.lr=0.1,0.2",
+        "hydra/launcher=basic",
+        f"hydra.sweep.dir='{sweep}'",
+        f"resume='{sweep}'",
+    ]
 
 
 # The command line: exit statuses, no traceback, a sweep's summary, workers that stop with it.
@@ -224,6 +244,10 @@ def test_a_stopped_run_says_how_to_continue_it_and_continues(tmp_path):
     result = run_stopped("hydra.run.dir=run", "trainer.max_epochs=9", cwd=tmp_path, at="epoch_end:4=SIGTERM")
     assert result.returncode == 143 and "Traceback" not in result.stderr, result.stderr
     assert "Interrupted after 4 epochs" in result.stdout and "continue:   python train.py resume=run" in result.stdout
+    recorded = (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+    refused = run_cli("resume=run", "trainer.max_epochs=3", cwd=tmp_path)
+    assert refused.returncode == 2 and "has already trained 4 epochs" in refused.stderr, refused.stderr
+    assert (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text() == recorded  # refused before Hydra wrote
     resumed = run_cli("resume=run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert summary_of(tmp_path / "run")["epochs"] == 9 and logged_steps(tmp_path / "run") == list(range(10))
@@ -247,8 +271,10 @@ def test_a_sweep_stopped_between_jobs_summarizes_them_and_resumes(tmp_path):
 
 def test_a_batched_sweep_stopped_mid_training_resumes_its_interrupted_jobs(tmp_path):
     args = ("-m", "optim.lr=1e-5,2e-5", "trainer.max_epochs=2,6", "hydra.sweep.dir=sweep")
-    result = run_stopped(*args, cwd=tmp_path, at="epoch_end:3=SIGINT")
+    # A second Ctrl-C while the stopped sweep writes its summary: the summary is still written whole.
+    result = run_stopped(*args, cwd=tmp_path, at="epoch_end:3=SIGINT,write/summary.csv=SIGINT")
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert (tmp_path / "sweep" / "summary.md").is_file() and (tmp_path / "sweep" / "loss_curves.png").is_file()
     statuses = {
         path.parent.name: summary_of(path.parent)["status"] for path in (tmp_path / "sweep").glob("*/summary.json")
     }

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from experiments import stopping
 from experiments.evaluation import Evaluator
 from experiments.module import RegressionModule
+from experiments.resume import drop_events_after
 
 if TYPE_CHECKING:
     from experiments.logger import EpochLogger
@@ -31,9 +32,9 @@ class EpochRecorder(pl.Callback):
 
     def __init__(self, resumed: dict[str, Any] | None = None, checkpoint_minutes: float | None = None) -> None:
         state = resumed["callbacks"]["EpochRecorder"] if resumed else {}
-        self.losses: list[float] = list(
-            state.get("losses", [])
-        )  # whole-data loss, [0] before training, [e] after epoch e
+        self.earlier_seconds = state.get("seconds", 0.0)  # of the fits this one continues
+        # The whole-data loss: [0] before training, [e] after epoch e.
+        self.losses: list[float] = list(state.get("losses", []))
         self.val_loss: float | None = state.get("val_loss")  # on the held-out rows, after the last epoch
         self.train_seconds = state.get("train_seconds", 0.0)  # in the epochs, with their measuring and logging
         self.first_epoch = max(len(self.losses) - 1, 0)  # the epoch this fit starts after
@@ -52,6 +53,7 @@ class EpochRecorder(pl.Callback):
             "losses": self.losses,
             "val_loss": self.val_loss,
             "train_seconds": self.train_seconds,
+            "seconds": self.earlier_seconds + time.perf_counter() - self._fit_started,
             "generator": self._generator.get_state(),
         }
 
@@ -62,13 +64,27 @@ class EpochRecorder(pl.Callback):
         self._meter = evaluator.meter(pl_module.model.weight[None], pl_module.model.bias[None])
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         self._save_after = time.monotonic() + self._checkpoint_seconds
+        self._fit_started = time.perf_counter()
         if self._resumed:
-            self._generator.set_state(self._resumed["callbacks"]["EpochRecorder"]["generator"])
-            trainer.optimizers[0].load_state_dict(self._resumed["optimizer_states"][0])
+            self._continue(trainer, pl_module)
         else:
             log_true_weights(trainer.logger, evaluator)
             self._record(trainer, pl_module, epoch=0)
         stopping.moment("fit_start")
+
+    def _continue(self, trainer: pl.Trainer, module: RegressionModule) -> None:
+        """Where the resumed checkpoint left off: its weights (loaded now that the model has the
+        Trainer's precision, so that float64 weights are not rounded through float32), optimizer
+        state, steps and random state, and TensorBoard without what it logged after it."""
+        resumed = self._resumed
+        state = {
+            name.removeprefix("model."): t for name, t in resumed["state_dict"].items() if name.startswith("model.")
+        }
+        module.model.load_state_dict(state)
+        module.steps = resumed["steps"]
+        trainer.optimizers[0].load_state_dict(resumed["optimizer_states"][0])
+        self._generator.set_state(resumed["callbacks"]["EpochRecorder"]["generator"])
+        drop_events_after(Path(trainer.default_root_dir), self.first_epoch)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self._epoch_started = time.perf_counter()

@@ -5,9 +5,8 @@ A mistake is one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the 
 """
 
 import os
-import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -23,6 +22,7 @@ from experiments import stopping
 from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
 from experiments.files import disk_trouble, is_disk_trouble
+from experiments.folders import remove_if_unused
 from experiments.resume import resume_arguments
 from experiments.summary import objective
 
@@ -94,12 +94,6 @@ def _summarize_stopped_sweep() -> None:
 hydra_internal_utils.run_and_report = _answer_in_one_line(hydra_internal_utils.run_and_report)
 
 
-def remove_if_unused(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but Hydra's copy of the config."""
-    if run_dir.is_dir() and all(path.name == ".hydra" for path in run_dir.iterdir()):
-        shutil.rmtree(run_dir)
-
-
 def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
     """Print a user's mistake in one line, remove the folder it would have written, and exit 2."""
     if run_dir is not None:
@@ -140,6 +134,11 @@ def train_task(cfg: DictConfig) -> float:
     except stopping.Stopped:
         remove_if_unused(run_dir)
         raise
+    except OSError as error:  # the disk's trouble in one line, not after Hydra's "Error executing job"
+        if not is_disk_trouble(error) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {disk_trouble(error)}", file=sys.stderr)
+        sys.exit(1)
     return objective(summary)
 
 
@@ -154,7 +153,15 @@ def train_main() -> None:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
     except UserError as error:
         exit_with(error)
-    _train_app()
+    _run_stopping_quietly(_train_app)
+
+
+def _run_stopping_quietly(app: Callable[[], None]) -> None:
+    """Run a Hydra app; a signal while Hydra composes (outside the handling above) ends it without a traceback."""
+    try:
+        app()
+    except stopping.Stopped as stop:
+        sys.exit(stop.exit_status)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
@@ -171,4 +178,4 @@ def _predict_app(cfg: DictConfig) -> None:
 def predict_main() -> None:
     """predict.py's command line."""
     stopping.install_in_command()
-    _predict_app()
+    _run_stopping_quietly(_predict_app)

@@ -223,6 +223,12 @@ def check(cfg: DictConfig, multirun: bool = False) -> None:
     if not 0 <= cfg.seed < 2**32:
         raise UserError(f"seed must be a whole number from 0 to 4294967295; got {cfg.seed}.")
     _check_trainer(cfg.trainer, multirun)
+    minutes = cfg.get("checkpoint_minutes")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise UserError(
+            f"checkpoint_minutes must be a positive number of minutes, or null for a checkpoint only at the "
+            f"end; got {minutes}."
+        )
 
 
 def _check_data(data: DictConfig) -> None:

@@ -28,6 +28,7 @@ def masked_crc32c(data: bytes) -> int:
 
 
 FLOAT32_MAX = 3.4028234663852886e38
+END_TAGS = ("_hparams_/", "final/", "fit")  # what a run logs once, at its end
 
 
 def _varint(value: int) -> bytes:
@@ -93,12 +94,13 @@ def read_scalar_series(path: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def drop_events_after(path: Path, last_step: int) -> None:
-    """Rewrite an event file (whole) without its events after `last_step`, its HPARAMS records (a
-    resumed run writes its own at its end) and any damaged tail: what a resumed run continues from."""
+    """Rewrite an event file (whole) without its events after `last_step`, those a run writes at its
+    end (HPARAMS, `final/`, the `fit` picture: a resumed run writes its own) and any damaged tail:
+    what a resumed run continues from."""
     kept = []
     for record in _records(path.read_bytes()):
         event = Event.FromString(record)
-        if event.step <= last_step and not any(value.tag.startswith("_hparams_/") for value in event.summary.value):
+        if event.step <= last_step and not any(value.tag.startswith(END_TAGS) for value in event.summary.value):
             kept.append(_framed(record))
     write_whole(path, b"".join(kept))
 

@@ -109,6 +109,7 @@ class GroupRecorder(pl.Callback):
                 self.loggers[job.index] = logger = EpochLogger(job.output_dir)
                 log_true_weights(logger, evaluator)
         self._record(trainer, module, epoch=0)
+        stopping.moment("fit_start")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: MembersModule) -> None:
         values, losses = self._record(trainer, module, trainer.current_epoch + 1)

@@ -16,8 +16,9 @@ import yaml
 
 from experiments.errors import UserError
 
-# What a resumed run may set differently from the run it continues.
-CHANGEABLE = ("trainer.max_epochs", "checkpoint_minutes", "fit_picture", "hydra.")
+# What a resumed run may set differently from the run it continues (a sweep: only how it is launched).
+CHANGEABLE = ("trainer.max_epochs", "checkpoint_minutes", "fit_picture", "hydra/launcher", "hydra.launcher.")
+SWEEP_CHANGEABLE = ("hydra/launcher", "hydra.launcher.")
 FINISHED = ("ok", "diverged")
 
 
@@ -61,7 +62,8 @@ def _run_arguments(folder: Path, new: list[str]) -> list[str]:
     recorded = _recorded(folder / ".hydra" / "overrides.yaml", "run's configuration")
     if not isinstance(recorded, list):
         raise UserError(f"resume: {folder / '.hydra' / 'overrides.yaml'} is not a list of overrides.")
-    _refuse_changes(folder, new, "a run")
+    _refuse_changes(folder, new, CHANGEABLE, "a run", "only trainer.max_epochs (to train longer) can")
+    _refuse_another_folder(folder, recorded, folder / ".hydra" / "hydra.yaml")
     replaced = {override_key(a) for a in new}
     kept = [str(a) for a in recorded if override_key(str(a)) not in replaced and override_key(str(a)) != "resume"]
     return [*kept, *new, f"hydra.run.dir={quoted(folder)}", f"resume={quoted(folder)}"]
@@ -82,7 +84,8 @@ def _sweep_arguments(folder: Path, new: list[str]) -> list[str]:
             f"resume={folder}: that sweep was run by {sweeper.rsplit('.', 1)[-1]}, which chooses its jobs as it "
             f"goes; resume= re-runs grid sweeps (key=v1,v2). Start a new sweep instead."
         )
-    _refuse_changes(folder, [a for a in new if not a.startswith("hydra")], "a sweep")
+    _refuse_changes(folder, new, SWEEP_CHANGEABLE, "a sweep", "only the launcher (hydra/launcher=...) can")
+    _refuse_another_folder(folder, task, folder / "multirun.yaml")
     replaced = {override_key(a) for a in new}
     hydra = [
         a for a in hydra if override_key(a) not in replaced and override_key(a) not in ("hydra.sweep.dir", "hydra.mode")
@@ -96,12 +99,27 @@ def quoted(path: Path) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _refuse_changes(folder: Path, new: list[str], what: str) -> None:
-    changed = [a for a in new if not override_key(a).startswith(CHANGEABLE)]
+def _refuse_changes(folder: Path, new: list[str], changeable: tuple[str, ...], what: str, only: str) -> None:
+    changed = [a for a in new if not override_key(a).startswith(changeable)]
     if changed:
         raise UserError(
-            f"resume={folder} continues {what} as it was set, so {' '.join(changed)} cannot change; only "
-            f"trainer.max_epochs (to train longer) can. To train with other settings, start a new run."
+            f"resume={folder} continues {what} as it was set, so {' '.join(changed)} cannot change; {only}. "
+            f"To train with other settings, start a new one."
+        )
+
+
+def _refuse_another_folder(folder: Path, recorded: Sequence[Any], hydra_record: Path) -> None:
+    """A relative path among the overrides (data.path=houses.csv) is read from the folder the
+    command runs in: continuing from another folder could read another file."""
+    relative = [str(a) for a in recorded if "path=" in str(a) and not str(a).split("=", 1)[1].startswith("/")]
+    if not relative:
+        return
+    record = _recorded(hydra_record, "folder it was started in")
+    started = (record.get("hydra", record) or {}).get("runtime", {}).get("cwd") if isinstance(record, dict) else None
+    if started and Path(started).resolve() != Path.cwd().resolve():
+        raise UserError(
+            f"resume={folder}: it was started in {started} and reads {', '.join(relative)} from there; run the "
+            f"command in {started}."
         )
 
 
@@ -140,24 +158,30 @@ def _without_resume(overrides: Sequence[Any]) -> list[str]:
     return [str(o) for o in overrides if override_key(str(o)) != "resume"]
 
 
-def checkpoint_to_resume(resume: str | None, run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
+def prepare_resume(resume: str | None, run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
     """The checkpoint a run continues from, loaded as data, or None to train from the start.
 
-    `resume` is the run's own folder (`resume=RUN`) or its sweep's (`resume=SWEEP`). A sweep's job
-    continues only if it was interrupted; otherwise what an earlier attempt left in its folder is
-    removed, so that it trains again from the start."""
+    `resume` is the run's own folder (`resume=RUN`) or its sweep's (`resume=SWEEP`, or a requeued
+    job's). A sweep's job continues only from a checkpoint of a run that did not finish; otherwise
+    what an earlier attempt left in its folder is removed, so that it trains again from the start."""
     if resume is None:
         return None
-    own = Path(resume).resolve() == run_dir.resolve()
-    status = read_status(run_dir)
-    path = run_dir / "checkpoints" / "last.ckpt"
-    if not own and not resumable(run_dir):
+    if Path(resume).resolve() != run_dir.resolve() and not resumable(run_dir):
         clear_attempt(run_dir)
         return None
-    if own and status in ("failed", "diverged"):
-        raise UserError(f"resume={resume}: that run {status}; there is nothing to continue. Train it again.")
+    checkpoint = resume_point(run_dir, max_epochs)
+    (run_dir / "hparams.yaml").unlink(missing_ok=True)  # written anew, with the new max_epochs
+    return checkpoint
+
+
+def resume_point(run_dir: Path, max_epochs: int) -> dict[str, Any]:
+    """The checkpoint `resume=RUN_DIR` continues from, or one line saying why it cannot."""
+    status = read_status(run_dir)
+    path = run_dir / "checkpoints" / "last.ckpt"
+    if status in ("failed", "diverged"):
+        raise UserError(f"resume={run_dir}: that run {status}; there is nothing to continue. Train it again.")
     if not path.is_file():
-        raise UserError(f"resume={resume}: the run has no checkpoint to continue from (checkpoints/last.ckpt).")
+        raise UserError(f"resume={run_dir}: the run has no checkpoint to continue from (checkpoints/last.ckpt).")
     import torch
 
     try:
@@ -165,15 +189,14 @@ def checkpoint_to_resume(resume: str | None, run_dir: Path, max_epochs: int) -> 
         epoch = len(checkpoint["callbacks"]["EpochRecorder"]["losses"]) - 1
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same answer
         raise UserError(
-            f"resume={resume}: {path} is not a checkpoint this version can continue from ({type(error).__name__}); "
-            f"train the run again."
+            f"resume={run_dir}: {path} is not a checkpoint this version can continue from "
+            f"({type(error).__name__}); train the run again."
         ) from None
     if epoch >= max_epochs:
         raise UserError(
-            f"resume={resume}: the run has already trained {epoch} epochs; give trainer.max_epochs=N with N "
+            f"resume={run_dir}: the run has already trained {epoch} epochs; give trainer.max_epochs=N with N "
             f"above {epoch} to train it longer."
         )
-    _drop_events_after(run_dir, epoch)
     return checkpoint
 
 
@@ -191,9 +214,10 @@ def clear_attempt(run_dir: Path) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def _drop_events_after(run_dir: Path, epoch: int) -> None:
-    """TensorBoard's events after the checkpoint's epoch (written before a `kill -9`) would show twice."""
-    from experiments.events import drop_events_after
+def drop_events_after(run_dir: Path, epoch: int) -> None:
+    """TensorBoard's events after the checkpoint's epoch (written before a `kill -9`) would show
+    twice, and its final ones (the end's hparams, loss and picture) are written again at the end."""
+    from experiments import events
 
     for path in run_dir.glob("events.out.tfevents.*"):
-        drop_events_after(path, epoch)
+        events.drop_events_after(path, epoch)

@@ -6,9 +6,10 @@ so what it records (checkpoint, summary, TensorBoard) describes one state of the
 `whole()`, the writing of files, where it waits until the block ends. A second signal stops at once.
 The command then exits with 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
 
-Sweeps run by worker processes (`hydra/launcher=joblib`) stop together: the first signal to the
-main process is passed on to the workers, which record their jobs as interrupted and exit, and the
-main process waits for them (a second signal stops it waiting). A worker never outlives it.
+Sweeps run by worker processes (`hydra/launcher=joblib`) stop together: a signal to the main
+process is passed on to the workers (unless Ctrl-C in the terminal reached them too), which stop
+as the main process would, record their jobs and exit; the main process waits for them. A worker
+never outlives it.
 
 `moment(name)` marks the named moments at which the tests deliver a signal
 (`EXPERIMENTS_SIGNAL_AT=name[:count]=SIGNAL`, e.g. `epoch_end:3=SIGTERM`).
@@ -16,6 +17,7 @@ main process waits for them (a second signal stops it waiting). A worker never o
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -50,6 +52,12 @@ _whole_depth = 0  # inside whole(): signals wait for the block to end
 _pending = False  # a signal arrived inside whole() and waits to be raised
 
 
+def exit_quietly_on_signal() -> None:
+    """Until `install`: a signal ends the process at once, without a traceback (it has written nothing)."""
+    for signum in SIGNALS:
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
+
+
 def install_in_command() -> None:
     """At a command's start: this is the main process (its workers inherit that), handling signals."""
     os.environ[MAIN_PROCESS] = str(os.getpid())
@@ -76,7 +84,7 @@ def in_worker() -> bool:
 def _handle(signum: int, frame: FrameType | None) -> None:
     global _received, _count, _pending
     _received, _count = _received or signum, _count + 1
-    if _count == 1 and not in_worker():
+    if not in_worker():
         _stop_workers(signum)
     if _whole_depth:
         _pending = True
@@ -85,20 +93,29 @@ def _handle(signum: int, frame: FrameType | None) -> None:
 
 
 def _stops_at_once() -> bool:
-    """Whether the signals received stop the command now: outside a fit, or on the second signal
-    (a worker's second signal is most often the same Ctrl-C, passed on by the main process)."""
-    return not _training or (_count > 1 and not in_worker())
+    """Whether the signals received stop the command now: outside a fit, or on the second signal."""
+    return not _training or _count > 1
 
 
 def _stop_workers(signum: int) -> None:
-    """Pass the signal on to the child processes that act on it (not those that ignore it, such as
-    multiprocessing's resource trackers) and wait for them to exit."""
+    """Pass the signal on, as SIGTERM, to the child processes that act on it (not those that ignore
+    it, such as multiprocessing's resource trackers), unless Ctrl-C in the terminal reached them
+    too, and wait for them to exit."""
     workers = [pid for pid in _children() if not _ignores(pid, signum)]
-    for pid in workers:
+    for pid in [] if _from_the_terminal(signum) else workers:
         with suppress(ProcessLookupError):
-            os.kill(pid, signum)
+            os.kill(pid, signal.SIGTERM)  # SIGINT would make some (submitit's) print a traceback
     while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in workers):
         time.sleep(POLL_SECONDS)  # a second signal raises Stopped here: stop waiting
+
+
+def _from_the_terminal(signum: int) -> bool:
+    """Whether a SIGINT is most likely Ctrl-C in the terminal, which every process of the foreground
+    group receives, workers included."""
+    try:
+        return signum == signal.SIGINT and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):  # no terminal
+        return False
 
 
 def _children() -> list[int]:
@@ -191,12 +208,13 @@ def reset() -> None:
 
 
 def _planned() -> dict[str, tuple[int, int]]:
-    """The signals the tests plan: moment -> (count, signal number)."""
+    """The signals the tests plan: moment -> (count, signal number); a malformed item is ignored."""
     plan = {}
     for item in filter(None, os.environ.get("EXPERIMENTS_SIGNAL_AT", "").split(",")):
-        where, name = item.split("=")
+        where, _, name = item.partition("=")
         moment_name, _, count = where.partition(":")
-        plan[moment_name] = (int(count or 1), int(signal.Signals[name]))
+        with suppress(KeyError, ValueError):
+            plan[moment_name] = (int(count or 1), int(signal.Signals[name]))
     return plan
 
 

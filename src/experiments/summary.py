@@ -195,6 +195,6 @@ def format_result(summary: dict[str, Any], run_dir: Path, compact: bool = False)
     shown = _shown_path(run_dir)
     lines.append(f"  run folder: {shown}")
     lines.append(f"  view it:    tensorboard --logdir {shown}")
-    if summary["status"] == "interrupted":
+    if summary["status"] == "interrupted" and (run_dir / "checkpoints" / "last.ckpt").is_file():
         lines.append(f"  continue:   python train.py resume={shown}")
     return os.linesep.join(lines)

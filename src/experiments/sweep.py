@@ -23,10 +23,11 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import stopping
-from experiments.compare import write_comparison
+from experiments.compare import format_table, table_rows, write_comparison
 from experiments.config import Values, check
 from experiments.errors import UserError
 from experiments.files import disk_trouble, is_disk_trouble, write_whole
+from experiments.folders import remove_if_unused
 from experiments.jobs import InvalidJob, Job
 from experiments.resume import clear_attempt, resumable
 from experiments.runs import load_runs
@@ -52,6 +53,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
         stopping.moment("job_end")
         return math.inf
     except stopping.Stopped as stop:
+        remove_if_unused(Path(cfg.output_dir))  # stopped before it trained: it did not run
         if worker:  # recorded: the main process, waiting for its workers to exit, summarizes the sweep
             stopping.end_stopped_worker_job(stop)
         raise
@@ -100,36 +102,46 @@ class SweepSummary(Callback):
         SweepSummary.running = self
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        SweepSummary.running = None
-        if self.summarize(Path(config.hydra.sweep.dir)):
+        try:
+            with stopping.whole():  # the sweep is done: a signal now waits for its summary
+                failed = self.summarize(Path(config.hydra.sweep.dir))
+                SweepSummary.running = None
+        except OSError as error:  # Hydra would make a warning of it
+            print(f"Error: the sweep's summary could not be written: {disk_trouble(error)}", file=sys.stderr)
+            sys.exit(1)
+        if failed:
             sys.exit(1)
 
     def summarize_stopped(self) -> None:
         """Summarize what the stopped sweep finished, and name the jobs it did not run."""
         SweepSummary.running = None
         try:
-            self.summarize(self.sweep_dir, stopped=True)
+            with stopping.whole():
+                self.summarize(self.sweep_dir, stopped=True)
         except OSError as error:
             print(f"The sweep's summary could not be written: {disk_trouble(error)}", file=sys.stderr)
+        except stopping.Stopped:  # another signal while summarizing: the command is ending anyway
+            pass
 
     def summarize(self, sweep_dir: Path, stopped: bool = False) -> int:
-        """Summarize the sweep in `sweep_dir`; returns how many of its jobs failed."""
+        """Print the summary of the sweep in `sweep_dir`, then write its files; returns how many of
+        its jobs failed."""
         runs = load_runs([sweep_dir]) if sweep_dir.is_dir() else []
-        if runs:
-            print(f"\nSweep of {len(runs)} jobs, best first:")
-            write_comparison(runs, sweep_dir)
         counts = {
             status: sum(run.summary.get("status") == status for run in runs)
             for status in ("ok", "interrupted", "diverged", "failed")
         }
         lines = [", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted") + "."]
         if runs:
+            print(f"\nSweep of {len(runs)} jobs, best first:\n{format_table(table_rows(runs))}")
             lines[0] += f" Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}"
             lines.append(f"View it:  tensorboard --logdir {sweep_dir}")
         if stopped:
             lines += self._not_run(sweep_dir, {run.path.name for run in runs})
             lines.append(f"Stopped. Continue it with:  python train.py resume={sweep_dir}")
         print("\n" + "\n".join(lines), flush=True)
+        if runs:
+            write_comparison(runs, sweep_dir, print_table=False)
         return counts["failed"]
 
     def _not_run(self, sweep_dir: Path, folders: set[str]) -> list[str]:
@@ -188,10 +200,9 @@ def train_sweep(
 
 
 def _remove_untrained(jobs: list[Job]) -> None:
-    """Remove the folders of jobs stopped before their first epoch: they hold nothing but Hydra's copy of the config."""
+    """Remove the folders of jobs stopped before their first epoch (see `remove_if_unused`)."""
     for job in jobs:
-        if job.output_dir.is_dir() and [path.name for path in job.output_dir.iterdir()] == [".hydra"]:
-            shutil.rmtree(job.output_dir)
+        remove_if_unused(job.output_dir)
 
 
 def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) -> dict[int, JobReturn]:

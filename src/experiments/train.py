@@ -29,7 +29,7 @@ from experiments.errors import UserError
 from experiments.files import write_whole
 from experiments.logger import EpochLogger
 from experiments.module import OptimizerFactory, RegressionModule
-from experiments.resume import checkpoint_to_resume
+from experiments.resume import prepare_resume
 from experiments.summary import format_result, run_settings, run_summary, write_summary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     # A sweep's job continues what an earlier attempt of it left (requeued by Slurm, or resume=SWEEP).
     resume = cfg.get("resume") or (str(hydra_cfg.sweep.dir) if multirun else None)
-    resumed = checkpoint_to_resume(resume, run_dir, cfg.trainer.max_epochs)
+    resumed = prepare_resume(resume, run_dir, cfg.trainer.max_epochs)
 
     pl.seed_everything(cfg.seed, verbose=False)  # at every job's start: a multirun reuses the process
     datamodule = build(cfg, "data", seed=cfg.seed)
@@ -57,9 +57,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     settings = run_settings(cfg, hydra_cfg.runtime.choices, datamodule)
     module = RegressionModule(model, build_optimizer(cfg), scaler=datamodule.scaler, settings=settings)
     recorder = EpochRecorder(resumed, cfg.get("checkpoint_minutes"))
-    if resumed:
-        module.model.load_state_dict({k[6:]: v for k, v in resumed["state_dict"].items() if k.startswith("model.")})
-        module.steps = resumed["steps"]
     divergence = StopOnDivergence(recorder)
     callbacks = [recorder, divergence] + ([FitPicture(divergence)] if draws_fit_picture(cfg, multirun) else [])
     callbacks += [] if multirun else [EpochProgressBar(recorder)]
@@ -76,7 +73,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         stopping.training_ended()
         stopping.install()  # Lightning leaves Ctrl-C ignored after its shutdown
-    seconds = time.perf_counter() - started
+    seconds = recorder.earlier_seconds + time.perf_counter() - started
     if recorder.epochs < 0:  # stopped before training started: nothing to record
         stopping.stop()
 

@@ -35,7 +35,7 @@ class BatchedSweeper(BasicSweeper):
             self.launcher = self.launcher.launcher
 
     def validate_batch_is_legal(self, batch) -> None:
-        if not isinstance(self.launcher.launcher, launcher.BatchedLauncher):
+        if not isinstance(getattr(self.launcher, "launcher", self.launcher), launcher.BatchedLauncher):
             super().validate_batch_is_legal(batch)
 
 
