@@ -34,7 +34,8 @@ def test_disk_trouble_is_one_line_that_names_the_path_and_the_fix():
 
 def test_a_folder_that_holds_a_run_is_refused_unless_resumed(tmp_path):
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
+    for folder in (".hydra", "checkpoints"):
+        (run / folder).mkdir(parents=True)
     with pytest.raises(UserError, match=r"already holds a run; continue it with resume=.*run, or give the new run"):
         claim(run, None, "run", "hydra.run.dir")
     claim(run, str(run), "run", "hydra.run.dir")  # resume= continues it

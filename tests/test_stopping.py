@@ -211,7 +211,7 @@ def test_resume_refuses_what_it_cannot_continue(make_cfg, tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(
-        "hydra:\n  sweeper: {_target_: x.BatchedSweeper}\n  overrides: {task: [optim.lr=0.1,0.2], hydra: []}\n"
+        "hydra:\n  sweeper: {_target_: x.BatchedSweeper}\n  overrides: {task: ['optim.lr=0.1,0.2'], hydra: []}\n"
     )
     with pytest.raises(UserError, match="trainer.max_epochs=9 cannot change; only the launcher"):
         resume_arguments([f"resume={sweep}", "trainer.max_epochs=9"])

@@ -73,7 +73,7 @@ def _sweep_arguments(folder: Path, new: list[str]) -> list[str]:
     recorded = _recorded(folder / "multirun.yaml", "sweep's configuration")
     try:
         overrides = recorded["hydra"]["overrides"]
-        task, hydra = list(overrides["task"]), list(overrides["hydra"])
+        task, hydra = [str(a) for a in overrides["task"]], [str(a) for a in overrides["hydra"]]
         sweeper = recorded["hydra"]["sweeper"]["_target_"]
     except (KeyError, TypeError) as error:
         raise UserError(
