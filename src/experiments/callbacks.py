@@ -251,3 +251,7 @@ class EpochProgressBar(pl.callbacks.ProgressBar):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.bar.close()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self.bar is not None:
+            self.bar.close()  # the line the error is printed on is the bar's
