@@ -244,6 +244,15 @@ def test_the_tutorials_exercise_sweep_runs_nine_jobs(tmp_path):
     assert {(float(r["lr"]), int(r["epochs"])) for r in rows.values()} == {
         (lr, epochs) for lr in (1e-6, 1e-5, 1e-4) for epochs in (50, 100, 200)
     }
+    assert (_sweep_dir(tmp_path) / "lr_curve.png").is_file()
+
+
+def test_the_learning_rate_regimes_experiment_draws_its_curve(tmp_path):
+    result = run_cli("experiment=lr_regimes", "trainer.max_epochs=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = _rows(_sweep_dir(tmp_path)).values()
+    assert len(rows) == 11 and {row["status"] for row in rows} == {"ok", "diverged"}
+    assert (_sweep_dir(tmp_path) / "lr_curve.png").is_file()
 
 
 def test_ddp_is_refused_inside_a_multirun(make_cfg):

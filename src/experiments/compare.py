@@ -97,12 +97,18 @@ def plot_loss_curves(runs: list[Run], path: Path) -> None:
 
 
 def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -> list[dict[str, str]]:
-    """Write summary.csv, summary.md and loss_curves.png to `out_dir` and print the table."""
+    """Write summary.csv, summary.md, loss_curves.png and, when the runs try several learning rates,
+    lr_curve.png to `out_dir`, and print the table."""
+    from experiments.figures import lr_curve_figure, varies_lr
+
     rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "summary.csv")
     write_markdown(rows, out_dir / "summary.md")
     plot_loss_curves(runs, out_dir / "loss_curves.png")
+    if varies_lr(runs):
+        figure = lr_curve_figure(runs)
+        write_whole(out_dir / "lr_curve.png", lambda file: figure.savefig(file, format="png", dpi=110))
     if print_table:
         print(format_table(rows))
     return rows

@@ -106,3 +106,57 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
             frameon=False,
         )
     return fig
+
+
+def varies_lr(runs: list["Run"]) -> bool:
+    """Whether the runs try more than one learning rate (a learning-rate curve says something)."""
+    return len({run.summary.get("lr") for run in runs if _positive(run.summary.get("lr"))}) > 1
+
+
+def lr_curve_figure(runs: list["Run"]) -> "Figure":
+    """The learning-rate curve of a sweep: each run's final loss as a multiple of the optimum against
+    its learning rate, both on log scales, one line per number of epochs and batch size; diverged
+    runs marked at the top, at their learning rate; the largest stable learning rate of full-batch
+    gradient descent on the data as a vertical line."""
+    fig = _figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    lines: dict[tuple, list[tuple[float, float]]] = {}
+    diverged = []
+    for run in runs:
+        summary = run.summary
+        if not _positive(summary.get("lr")):
+            continue
+        if summary.get("status") == "diverged":
+            diverged.append((summary["lr"], summary.get("diverged_at_epoch")))
+        elif summary.get("status") in ("ok", "interrupted") and _positive(summary.get("loss_ratio")):
+            lines.setdefault((summary.get("max_epochs"), summary.get("batch_size")), []).append(
+                (summary["lr"], summary["loss_ratio"])
+            )
+    several_batch_sizes = len({batch for _, batch in lines}) > 1
+    markers = "osD^v<>p*h"
+    for i, ((epochs, batch), points) in enumerate(sorted(lines.items(), key=lambda item: str(item[0]))):
+        label = f"{epochs} epochs" + (f", batches of {batch}" if several_batch_sizes else "")
+        lrs, ratios = zip(*sorted(points))
+        ax.plot(lrs, ratios, marker=markers[i % len(markers)], linewidth=1.5, label=label)
+    ax.set(xscale="log", yscale="log")
+    if diverged:
+        top = ax.get_ylim()[1] if lines else 10.0
+        lrs = [lr for lr, _ in diverged]
+        ax.plot(lrs, [top] * len(lrs), "x", color="red", markersize=9, clip_on=False, label="diverged")
+        ax.set_ylim(top=top)
+    stable = {run.summary.get("max_stable_lr") for run in runs if _positive(run.summary.get("max_stable_lr"))}
+    if len(stable) == 1:
+        ax.axvline(stable.pop(), color="black", linestyle="--", linewidth=1, label="largest stable lr (full batch)")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="the optimum (1x)")
+    ax.set(
+        xlabel="learning rate (optim.lr)",
+        ylabel="final loss / least-squares loss",
+        title=f"Learning-rate curve of {sum(map(len, lines.values())) + len(diverged)} runs",
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
+    return fig
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
