@@ -42,6 +42,7 @@ class EpochRecorder(pl.Callback):
         self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
         self._epoch_started = 0.0
         self._final_logged = False
+        self.started = False  # training has started: the fit got past Lightning's set-up
 
     @property
     def epochs(self) -> int:
@@ -58,6 +59,7 @@ class EpochRecorder(pl.Callback):
         }
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
+        self.started = True
         stopping.training_started()  # also in place of Lightning's SIGTERM handler, which ends a fit with an error
         self._evaluator = evaluator = trainer.datamodule.evaluator
         self._generator = trainer.train_dataloader.generator

@@ -124,7 +124,8 @@ def train_task(cfg: DictConfig) -> float:
     try:
         stopping.moment("startup")
         check(cfg)
-        from experiments.train import train  # PyTorch and Lightning load here, once the config is sound
+        with stopping.whole():  # a signal waits for the import: one cut short breaks the modules half-loaded
+            from experiments.train import train  # PyTorch and Lightning load here, once the config is sound
 
         summary = train(cfg)
     except UserError as error:
@@ -168,7 +169,8 @@ def _run_stopping_quietly(app: Callable[[], None]) -> None:
 def _predict_app(cfg: DictConfig) -> None:
     """`python predict.py run=RUN_FOLDER 'inputs=[[75,63,44]]'`."""
     try:
-        from experiments.predict import predict
+        with stopping.whole():  # see train_task
+            from experiments.predict import predict
 
         predict(cfg)
     except UserError as error:

@@ -266,6 +266,7 @@ class GroupRecorder(pl.Callback):
                     "losses": self.losses[t],
                     "val_loss": losses[1] if len(losses) > 1 else None,
                     "train_seconds": time.perf_counter() - self.started,
+                    "seconds": time.perf_counter() - self.started,
                     "generator": generator.get_state(),
                 }
             },

@@ -62,7 +62,8 @@ def _run_arguments(folder: Path, new: list[str]) -> list[str]:
     recorded = _recorded(folder / ".hydra" / "overrides.yaml", "run's configuration")
     if not isinstance(recorded, list):
         raise UserError(f"resume: {folder / '.hydra' / 'overrides.yaml'} is not a list of overrides.")
-    _refuse_changes(folder, new, CHANGEABLE, "a run", "only trainer.max_epochs (to train longer) can")
+    only = "only trainer.max_epochs (to train longer), checkpoint_minutes, fit_picture and the launcher can"
+    _refuse_changes(folder, new, CHANGEABLE, "a run", only)
     _refuse_another_folder(folder, recorded, folder / ".hydra" / "hydra.yaml")
     replaced = {override_key(a) for a in new}
     kept = [str(a) for a in recorded if override_key(str(a)) not in replaced and override_key(str(a)) != "resume"]

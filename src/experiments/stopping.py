@@ -30,6 +30,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REQUEUE = signal.SIGUSR2
 MAIN_PROCESS = "EXPERIMENTS_MAIN_PID"  # set by the command's process; its workers inherit it
 POLL_SECONDS = 0.05
+# A worker's second signal this soon after its first is the same stop delivered twice (to the whole
+# process group, and passed on by the main process), not a second Ctrl-C.
+SAME_STOP_SECONDS = 1.0
 
 
 class Stopped(KeyboardInterrupt):
@@ -47,6 +50,7 @@ class Stopped(KeyboardInterrupt):
 _requeue: Callable[[int, FrameType | None], None] | None = None  # submitit's handler of REQUEUE
 _received: int | None = None  # the first signal received
 _count = 0  # signals received
+_first_at = 0.0  # when the first arrived (time.monotonic)
 _training = False  # a fit is running: the first signal stops it at the end of its epoch
 _whole_depth = 0  # inside whole(): signals wait for the block to end
 _pending = False  # a signal arrived inside whole() and waits to be raised
@@ -82,14 +86,26 @@ def in_worker() -> bool:
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
-    global _received, _count, _pending
+    global _received, _count, _pending, _first_at
+    if in_worker() and _count and time.monotonic() - _first_at < SAME_STOP_SECONDS:
+        return
     _received, _count = _received or signum, _count + 1
+    _first_at = _first_at if _count > 1 else time.monotonic()
     if not in_worker():
         _stop_workers(signum)
-    if _whole_depth:
+    if _whole_depth or _importing(frame):  # a module cut short in its import stays broken
         _pending = True
     elif _stops_at_once():
         raise Stopped(_received)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the signal interrupted the import of a module (raised at the next `whole()`'s end)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stops_at_once() -> bool:

@@ -41,10 +41,11 @@ def run_sweep_job(cfg: DictConfig) -> float:
     """Train one job of a multirun and return the number a sweeper such as Optuna minimizes: its
     final loss, or infinity if it diverged or failed. A job that fails, for whatever reason, is
     recorded as failed in its folder, and the sweep goes on; a signal or a disk in trouble stops it."""
-    from experiments.train import train
-
     worker = stopping.in_worker()
     try:
+        with stopping.whole():  # a signal waits for the import (see cli.train_task)
+            from experiments.train import train
+
         summary = train(cfg)
     except Exception as error:  # one job's failure must not end the sweep (the disk's does)
         if is_disk_trouble(error):
@@ -162,7 +163,8 @@ def train_sweep(
     that can train together trained as groups (`experiments.group`), the others one at a time.
     A signal stops the group being trained at the end of its epoch, its jobs recorded as interrupted.
     Resuming a sweep (`resume=SWEEP`), its interrupted jobs continue one at a time from their checkpoints."""
-    from experiments.group import can_train_together, group_key
+    with stopping.whole():  # a signal waits for the import (see cli.train_task)
+        from experiments.group import can_train_together, group_key
 
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     resuming = launcher.config.get("resume") is not None

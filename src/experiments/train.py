@@ -29,7 +29,7 @@ from experiments.errors import UserError
 from experiments.files import write_whole
 from experiments.logger import EpochLogger
 from experiments.module import OptimizerFactory, RegressionModule
-from experiments.resume import prepare_resume
+from experiments.resume import clear_attempt, prepare_resume
 from experiments.summary import format_result, run_settings, run_summary, write_summary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
@@ -74,7 +74,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         stopping.training_ended()
         stopping.install()  # Lightning leaves Ctrl-C ignored after its shutdown
     seconds = recorder.earlier_seconds + time.perf_counter() - started
-    if recorder.epochs < 0:  # stopped before training started: nothing to record
+    if not recorder.started:  # stopped in Lightning's set-up: nothing to record
+        if resumed is None:
+            clear_attempt(run_dir)  # its TensorBoard file and hparams.yaml hold nothing yet
         stopping.stop()
 
     stopped = stopping.requested() and recorder.epochs < cfg.trainer.max_epochs
