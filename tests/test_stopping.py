@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,7 @@ def test_joblib_workers_stop_with_their_parent_and_record_their_jobs(tmp_path):
     # Both workers have trained: each job folder holds epochs in its TensorBoard file.
     while len([path for path in (tmp_path / "sweep").glob("*/events.*") if read_scalar_series(path, "train/loss")]) < 2:
         assert process.poll() is None, process.communicate()
+        time.sleep(0.1)  # polls for a condition; leaves the two cores to the workers
     workers = {int(path.name.split(".")[-2]) for path in (tmp_path / "sweep").glob("*/events.*")}
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
