@@ -20,12 +20,8 @@ from experiments.tables import Table
 
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
-# Memory a CSV file may need, as a multiple of its size on disk (refused before reading when more than
-# is available). Reading holds its bytes and its text (1x each for ASCII) and 16 bytes for each number it
-# keeps (a float64 in an array while parsing, another in the tensor); a number takes at least 2 bytes on
-# disk ("5,"), so at worst about 11x (measured: a column of one-digit numbers), and 2x for numbers written
-# to 17 digits. Training then keeps the float64 table and makes float32 copies (at worst 8x): 16x covers
-# the worst file from disk to the first epoch.
+# Memory a CSV file may need, as a multiple of its size on disk: its bytes and text, then 16 bytes for
+# each number of at least 2 bytes ("5,") while reading (up to 11x), then training's copies (up to 8x more).
 MEMORY_PER_BYTE = 16
 
 # Characters that end a line for str.splitlines (each "\r\n" is one line end).

@@ -194,17 +194,12 @@ def train_sweep(
             returns[job.index] = launcher.run_one(job)
             bar.update(job.values["trainer"]["max_epochs"])
     except KeyboardInterrupt:  # a signal: what has finished is summarized by the command line
-        _remove_untrained(jobs)
+        for job in jobs:  # those stopped before their first epoch
+            remove_if_unused(job.output_dir)
         raise
     finally:
         bar.close()
     return [returns[index] for index in sorted(returns)]
-
-
-def _remove_untrained(jobs: list[Job]) -> None:
-    """Remove the folders of jobs stopped before their first epoch (see `remove_if_unused`)."""
-    for job in jobs:
-        remove_if_unused(job.output_dir)
 
 
 def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) -> dict[int, JobReturn]:
@@ -235,7 +230,8 @@ def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) 
         returns[job.index] = launcher.job_ended(job, objective(summary) if summary else math.inf)
     bar.update(planned - bar.n)
     if interrupted:
-        _remove_untrained(group_jobs)
+        for job in group_jobs:
+            remove_if_unused(job.output_dir)
         stopping.stop()
     return returns
 
