@@ -20,6 +20,8 @@ def test_single_run_writes_its_folder_and_prints_the_result(tmp_path):
         ".hydra",
         "checkpoints",
         "hparams.yaml",
+        "landscape.json",
+        "landscape.png",
         "summary.json",
     ]
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1

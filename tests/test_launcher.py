@@ -74,6 +74,15 @@ def assert_same_jobs(together: Path, alone: Path, rel: float = 1e-4) -> None:
                 torch.testing.assert_close(optimizer["state"][parameter][entry], tensor, rtol=rel, atol=1e-6)
         assert optimizer["param_groups"][0]["lr"] == expected_optimizer["param_groups"][0]["lr"]
         assert _image_tags(job) == _image_tags(expected_job), name
+        landscape, expected_landscape = (json.loads((d / "landscape.json").read_text()) for d in (job, expected_job))
+        assert landscape["epochs"] == expected_landscape["epochs"], name
+        for target, expected_surface in expected_landscape["targets"].items():
+            surface = landscape["targets"][target]
+            assert (
+                surface["center"] == expected_surface["center"]
+                and surface["curvature"] == expected_surface["curvature"]
+            )
+            assert _flat(surface["path"]) == pytest.approx(_flat(expected_surface["path"]), rel=rel, abs=1e-6), name
 
 
 def _image_tags(run_dir: Path) -> list[str]:

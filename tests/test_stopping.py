@@ -40,6 +40,10 @@ def summary_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def landscape_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "landscape.json").read_text())
+
+
 def assert_whole(folder: Path) -> None:
     """Every file is complete: no temporary file left, no empty file, every summary and checkpoint readable."""
     for path in folder.rglob("*"):
@@ -146,6 +150,7 @@ def test_a_resumed_run_ends_where_the_run_never_stopped_ends(make_cfg, stop_at, 
     assert resumed["status"] == "ok" and resumed["epochs"] == 8
     assert read_scalars(run_dir)["train/full_loss"] == read_scalars(Path(whole.output_dir))["train/full_loss"]
     assert summary_of(run_dir)["final_loss"] == expected["final_loss"] and summary_of(run_dir)["epochs"] == 8
+    assert landscape_of(run_dir) == landscape_of(Path(whole.output_dir))  # the path on the loss surface goes on
 
 
 def test_a_run_resumed_after_a_crash_writes_no_epoch_twice(make_cfg, monkeypatch):

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from experiments import stopping
 from experiments.evaluation import Evaluator
+from experiments.landscape import landscape_record
 from experiments.module import RegressionModule
 from experiments.resume import drop_events_after
 
@@ -38,6 +39,11 @@ class EpochRecorder(pl.Callback):
         self.val_loss: float | None = state.get("val_loss")  # on the held-out rows, after the last epoch
         self.train_seconds = state.get("train_seconds", 0.0)  # in the epochs, with their measuring and logging
         self.first_epoch = max(len(self.losses) - 1, 0)  # the epoch this fit starts after
+        # Each epoch's weights on the loss surface's plane (see experiments.landscape); None when
+        # continuing a checkpoint from before paths were recorded.
+        self.path: list[torch.Tensor] | None = (
+            [] if not state else list(state["path"]) if state.get("path") is not None else None
+        )
         self._resumed = resumed
         self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
         self._epoch_started = 0.0
@@ -56,7 +62,14 @@ class EpochRecorder(pl.Callback):
             "train_seconds": self.train_seconds,
             "seconds": self.earlier_seconds + time.perf_counter() - self._fit_started,
             "generator": self._generator.get_state(),
+            "path": torch.stack(self.path) if self.path else None,
         }
+
+    def landscape(self) -> dict[str, Any] | None:
+        """What landscape.json records of the run: its path on the loss surface (None if not recorded)."""
+        if self.path is None or not self.path:
+            return None
+        return landscape_record(self._plane, self.path, self._evaluator.target_names)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self.started = True
@@ -64,6 +77,7 @@ class EpochRecorder(pl.Callback):
         self._evaluator = evaluator = trainer.datamodule.evaluator
         self._generator = trainer.train_dataloader.generator
         self._meter = evaluator.meter(pl_module.model.weight[None], pl_module.model.bias[None])
+        self._plane = evaluator.plane()
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         self._save_after = time.monotonic() + self._checkpoint_seconds
         self._fit_started = time.perf_counter()
@@ -105,6 +119,8 @@ class EpochRecorder(pl.Callback):
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> None:
         (values,), (losses,) = self._meter.read()
         self.losses.append(losses[0])
+        if self.path is not None:
+            self.path.append(self._plane.project(values))
         if len(losses) > 1:
             self.val_loss = losses[1]
         train_loss = module.mean_epoch_loss() if epoch > 0 else None
@@ -178,28 +194,43 @@ class StopOnDivergence(pl.Callback):
             trainer.should_stop = True
 
 
-class FitPicture(pl.Callback):
-    """Logs the picture of the fit (`fit` in TensorBoard's IMAGES tab) at the end of a run that did not diverge."""
+class RunPictures(pl.Callback):
+    """At the end of a run, the picture of its fit (`fit` in TensorBoard's IMAGES tab; not for a run
+    that diverged) and of its path on the loss surface (`landscape`, also landscape.png)."""
 
     def __init__(self, divergence: StopOnDivergence) -> None:
         self.divergence = divergence
 
     @torch.no_grad()
     def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
-        if self.divergence.diverged_at_epoch is not None:
-            return
         stopping.moment("fit_picture")
         from experiments.figures import fit_figure  # matplotlib is imported only here
 
-        sample = trainer.datamodule.evaluator.sample
-        figure = fit_figure(
-            sample.features,
-            sample.targets,
-            pl_module.predict(sample.features),
-            sample.feature_names,
-            sample.target_names,
-        )
-        trainer.logger.experiment.add_figure("fit", figure, global_step=self.divergence.recorder.epochs)
+        recorder = self.divergence.recorder
+        if self.divergence.diverged_at_epoch is None:
+            sample = trainer.datamodule.evaluator.sample
+            figure = fit_figure(
+                sample.features,
+                sample.targets,
+                pl_module.predict(sample.features),
+                sample.feature_names,
+                sample.target_names,
+            )
+            trainer.logger.experiment.add_figure("fit", figure, global_step=recorder.epochs)
+        landscape = recorder.landscape()
+        if landscape is not None:
+            draw_landscape(trainer.logger, Path(trainer.default_root_dir), landscape, recorder.epochs)
+
+
+def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, Any], epoch: int) -> None:
+    """The run's path on its loss surface: landscape.png in `run_dir`, and `landscape` in TensorBoard's IMAGES tab."""
+    from experiments.figures import landscape_figure, save_png
+
+    figure = landscape_figure(
+        [("", landscape)], title=f"The path of gradient descent on the loss surface ({epoch} epochs)"
+    )
+    save_png(figure, run_dir / "landscape.png")
+    logger.experiment.add_figure("landscape", figure, global_step=epoch)
 
 
 def weight_tags(weights_tag: str, bias_tag: str, feature_names: list[str], target_names: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from experiments import stopping
 from experiments.files import write_whole
-from experiments.runs import Run, load_runs
+from experiments.runs import Run, load_runs, read_landscape
 
 COLUMNS = [
     "best",
@@ -88,27 +88,24 @@ def write_markdown(rows: list[dict[str, str]], path: Path) -> None:
     write_whole(path, "\n".join(lines) + "\n")
 
 
-def plot_loss_curves(runs: list[Run], path: Path) -> None:
-    """Every run's loss curve in one picture (see `experiments.figures.loss_curves_figure`)."""
-    from experiments.figures import loss_curves_figure
-
-    figure = loss_curves_figure(runs, distinct_overrides(runs))
-    write_whole(path, lambda file: figure.savefig(file, format="png", dpi=110))
-
-
 def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -> list[dict[str, str]]:
-    """Write summary.csv, summary.md, loss_curves.png and, when the runs try several learning rates,
-    lr_curve.png to `out_dir`, and print the table."""
-    from experiments.figures import lr_curve_figure, varies_lr
+    """Write summary.csv, summary.md, loss_curves.png, and lr_curve.png when the runs try several
+    learning rates, and trajectories.png when they recorded their paths on the loss surface, to
+    `out_dir`, and print the table."""
+    from experiments.figures import landscape_figure, loss_curves_figure, lr_curve_figure, save_png, varies_lr
 
     rows = table_rows(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out_dir / "summary.csv")
     write_markdown(rows, out_dir / "summary.md")
-    plot_loss_curves(runs, out_dir / "loss_curves.png")
+    labels = distinct_overrides(runs)
+    save_png(loss_curves_figure(runs, labels), out_dir / "loss_curves.png")
     if varies_lr(runs):
-        figure = lr_curve_figure(runs)
-        write_whole(out_dir / "lr_curve.png", lambda file: figure.savefig(file, format="png", dpi=110))
+        save_png(lr_curve_figure(runs), out_dir / "lr_curve.png")
+    paths = [(label, landscape) for label, run in zip(labels, runs) if (landscape := read_landscape(run.path))]
+    if paths:
+        title = f"The paths of {len(paths)} runs on the loss surface"
+        save_png(landscape_figure(paths, title), out_dir / "trajectories.png")
     if print_table:
         print(format_table(rows))
     return rows

@@ -134,8 +134,9 @@ class Config:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 42
-    # The picture of the fit in TensorBoard's IMAGES tab. null: for a single run, not for each job
-    # of a sweep (drawing one costs more than training a small job); true: always; false: never.
+    # The pictures of the fit and of the path on the loss surface (TensorBoard's IMAGES, landscape.png).
+    # null: for a single run, not for each job of a sweep (drawing costs more than training a small
+    # job); true: always; false: never.
     fit_picture: bool | None = None
     # Save a checkpoint every this many minutes of training (and at the end), so that even `kill -9`
     # loses at most that much; null: only at the end.

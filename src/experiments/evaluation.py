@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from experiments.landscape import Plane, loss_plane
 from experiments.least_squares import LeastSquares, QRFactor, least_squares
 from experiments.scaling import Scaler
 from experiments.tables import Table
@@ -38,6 +39,10 @@ class Evaluator:
         """A meter of models' own weights (members x targets x features) and biases (members x
         targets), standardized if the data is, which training changes in place."""
         return ParameterMeter(weight, bias, [qr for qr in (self._train, self._val) if qr is not None], self.scaler)
+
+    def plane(self) -> Plane:
+        """The plane each target's loss surface is drawn on (see `experiments.landscape`)."""
+        return loss_plane(self._train, self.optimum, self.scaler, self.feature_names)
 
     def ratio(self, loss: float) -> float:
         """How many times the optimal loss `loss` is (1.0: as good as least squares)."""

@@ -1,6 +1,8 @@
 """Every picture the tool draws. matplotlib is imported inside each function, only when one is drawn."""
 
+import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,6 +24,13 @@ def _figure(**kwargs) -> "Figure":
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)
+
+
+def save_png(figure: "Figure", path: Path) -> None:
+    """Write `figure` to `path` as a PNG, whole (see `experiments.files.write_whole`)."""
+    from experiments.files import write_whole
+
+    write_whole(path, lambda file: figure.savefig(file, format="png", dpi=110))
 
 
 def fit_figure(
@@ -160,3 +169,150 @@ def lr_curve_figure(runs: list["Run"]) -> "Figure":
 
 def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+MAX_TARGET_PANELS = 4  # targets drawn side by side; a wider table's others are left out
+SMALL_MULTIPLES = 16  # runs drawn each in its own panel; more are overlaid
+GRID = 160  # points along each axis of a loss surface
+
+
+def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
+    """Loss surfaces (contours of the loss above the optimum, log-spaced) with the paths of runs
+    across them: `paths` holds each run's label and landscape record (landscape.json, see
+    `experiments.landscape`). One run: a panel per target. Up to `SMALL_MULTIPLES` runs: a panel per
+    run, of the first target. More: the runs on the same surface overlaid, a row per surface."""
+    targets = list(paths[0][1]["targets"])
+    if len(paths) == 1 or len(paths) > SMALL_MULTIPLES:
+        rows: dict[str, list[tuple[str, dict]]] = {}
+        for label, record in paths:
+            surfaces = {name: {k: v for k, v in t.items() if k != "path"} for name, t in record["targets"].items()}
+            key = json.dumps([record["axes"], record["design"], surfaces], sort_keys=True)
+            rows.setdefault(key, []).append((label, record))
+        columns = max(min(len(runs[0][1]["targets"]), MAX_TARGET_PANELS) for runs in rows.values())
+        panels = []
+        for runs in rows.values():
+            names = list(runs[0][1]["targets"])[:MAX_TARGET_PANELS]
+            panels += [(runs, name, _surface_title(runs[0][1], name, len(rows) > 1)) for name in names]
+            panels += [None] * (columns - len(names))
+    else:  # each run's first target: the others train alike, independently
+        panels = [([(label, record)], next(iter(record["targets"])), label) for label, record in paths]
+        columns = min(len(paths), 4)
+        firsts = {next(iter(record["targets"])) for _, record in paths}
+        many = f" (the first of {len(targets)} targets)" if len(targets) > 1 else ""
+        title += f", {targets[0]}{many}" if len(firsts) == 1 else ", each run's first target"
+    rows_count = math.ceil(len(panels) / columns)
+    overlaid = any(panel and len(panel[0]) > 1 for panel in panels)
+    fig = _figure(figsize=(5.2 * columns + (2.6 if overlaid else 0), 4.2 * rows_count + 0.6), layout="constrained")
+    axes = fig.subplots(rows_count, columns, squeeze=False).flatten()
+    for ax, panel in zip(axes, panels):
+        if panel:
+            _draw_surface(ax, fig, *panel)
+    for ax in [ax for ax, panel in zip(axes, panels) if not panel] + list(axes[len(panels) :]):
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if overlaid:
+        fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    fig.suptitle(title)
+    return fig
+
+
+def _surface_title(record: dict, name: str, with_design: bool) -> str:
+    design = f" ({record['design']} features)" if with_design else ""
+    return f"{name}{design}: optimal loss {record['targets'][name]['optimal_loss']:.4g}"
+
+
+def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, title: str) -> None:
+    """One target's surface and every run's path on it."""
+    import matplotlib
+    import matplotlib.patheffects as effects
+    from matplotlib.colors import LogNorm
+
+    from experiments.landscape import surface
+
+    record = runs[0][1]
+    target = record["targets"][name]
+    low, high = _extent([run["targets"][name] for _, run in runs])
+    a1, a2 = torch.meshgrid(
+        torch.linspace(low[0], high[0], GRID, dtype=torch.float64),
+        torch.linspace(low[1], high[1], GRID, dtype=torch.float64),
+        indexing="xy",
+    )
+    excess = (surface(target, a1, a2) - target["optimal_loss"]).clamp(min=0)
+    top = excess.max().item()
+    floor = max(excess[excess > 0].min().item() if (excess > 0).any() else top, top * 1e-6, 1e-300)
+    first, last = math.floor(math.log10(floor)), max(math.ceil(math.log10(top)), math.floor(math.log10(floor)) + 1)
+    step = 0.5 if last - first <= 8 else 1  # levels at whole (or half) powers of ten
+    levels = [10.0**e for e in torch.arange(first, last + step / 2, step).tolist()]
+    filled = ax.contourf(a1, a2, excess.clamp(min=levels[0]), levels=levels, norm=LogNorm(), cmap="viridis")
+    ax.contour(a1, a2, excess, levels=levels, colors="white", linewidths=0.4, alpha=0.5)
+    decades = [level for level in levels if math.log10(level).is_integer()]
+    fig.colorbar(filled, ax=ax, label="loss above the optimum (MSE)", ticks=decades, shrink=0.9)
+    colors = matplotlib.colormaps["tab10"]
+    outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
+    for i, (label, run) in enumerate(runs[:LEGEND_RUNS]):
+        points = [p for p in run["targets"][name]["path"] if p is not None]
+        if not points:
+            continue
+        xs, ys = zip(*points)
+        alone = len(runs) == 1
+        color = "white" if alone else colors(i % 10)
+        ax.plot(
+            xs,
+            ys,
+            "-",
+            color=color,
+            linewidth=1.6 if alone else 1.1,
+            marker="osD^v"[i // 10 % 5] if len(xs) <= 60 else None,  # past ten runs, tab10's colours repeat
+            markersize=2.5 if alone else 3,
+            path_effects=outline if alone else None,
+            label="path (each epoch)" if alone else label,
+        )
+        ax.plot(
+            xs[0],
+            ys[0],
+            "o",
+            color=color,
+            markersize=8,
+            markeredgecolor="black",
+            label="start" if alone else None,
+        )
+    unnamed = [[p for p in run["targets"][name]["path"] if p is not None] for _, run in runs[LEGEND_RUNS:]]
+    if any(unnamed):  # a big sweep's other runs, drawn together as one artist
+        from matplotlib.collections import LineCollection
+
+        ax.add_collection(LineCollection([line for line in unnamed if line], colors="white", linewidths=0.6, alpha=0.5))
+    center = target["center"]
+    ax.plot(*center, "*", color="white", markersize=16, markeredgecolor="black", label="optimum (least squares)")
+    ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=record["axes"][0], ylabel=record["axes"][1])
+    ax.set_title(title, fontsize="medium")
+    ax.ticklabel_format(style="sci", scilimits=(-3, 4))
+
+
+def _extent(targets: list[dict]) -> tuple[list[float], list[float]]:
+    """The box the paths and the optimum lie in, with a margin, leaving out the points of a path
+    that has grown far above where it started (a diverging run's flight)."""
+    from experiments.landscape import surface
+
+    center = targets[0]["center"]
+    kept = [center]
+    for target in targets:
+        points = [p for p in target["path"] if p is not None]
+        if not points:
+            continue
+        xy = torch.tensor(points, dtype=torch.float64)
+        losses = surface(target, xy[:, 0], xy[:, 1])
+        kept += xy[losses <= 4 * losses[0]].tolist()
+    low = [min(p[k] for p in kept) for k in (0, 1)]
+    high = [max(p[k] for p in kept) for k in (0, 1)]
+    for k in (0, 1):
+        span = high[k] - low[k]
+        if span <= 0:  # a path that stays on one line: a span the surface's curvature makes visible
+            span = (
+                1
+                / math.sqrt(max(targets[0]["curvature"][k][k], 1e-300))
+                * math.sqrt(max(targets[0]["optimal_loss"], 1e-12))
+            )
+        low[k], high[k] = low[k] - 0.12 * span, high[k] + 0.12 * span
+    return low, high

@@ -20,11 +20,12 @@ from omegaconf import OmegaConf
 
 from experiments import stopping
 from experiments.batches import MemberBatches
-from experiments.callbacks import diverged, epoch_metrics, log_true_weights, weight_tags
+from experiments.callbacks import diverged, draw_landscape, epoch_metrics, log_true_weights, weight_tags
 from experiments.config import TrainerConfig, Values
 from experiments.evaluation import ParameterMeter
 from experiments.files import write_whole
 from experiments.jobs import Job
+from experiments.landscape import landscape_record, write_landscape
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
 from experiments.summary import run_settings, summary_of, write_summary
@@ -93,6 +94,7 @@ class GroupRecorder(pl.Callback):
         self.loggers: dict[int, EpochLogger] = {}
         self._meter: ParameterMeter | None = None  # made when training starts
         self.losses: list[list[float]] = [[] for _ in trajectories]
+        self.paths: list[list[torch.Tensor]] = [[] for _ in trajectories]  # on the loss surface's plane
         self.diverged_at: list[int | None] = [None] * len(trajectories)
         self.started = time.perf_counter()
         self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
@@ -103,6 +105,7 @@ class GroupRecorder(pl.Callback):
         datamodule = trainer.datamodule
         self.evaluator = evaluator = datamodule.evaluator
         self._meter = evaluator.meter(module.weight, module.bias)
+        self._plane = evaluator.plane()
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         for jobs in self.trajectories:
             for job in jobs:
@@ -136,6 +139,7 @@ class GroupRecorder(pl.Callback):
             if self.diverged_at[t] is not None:
                 continue
             self.losses[t].append(losses[t][0])
+            self.paths[t].append(self._plane.project(values[t]))
             metrics = epoch_metrics(self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t])
             if epoch and diverged(losses[t][0], self.losses[t][0]):
                 self.diverged_at[t] = epoch
@@ -191,8 +195,11 @@ class GroupRecorder(pl.Callback):
         hparams = self._hparams(t, job)
         logger.write_pending()
         logger.log_hyperparams(hparams, metrics=final, step=epochs)
-        if status == "ok" and self.fit_picture:
-            self._draw_fit(logger, module, t, epochs)
+        landscape = landscape_record(self._plane, self.paths[t], evaluator.target_names)
+        if self.fit_picture:
+            if status == "ok":
+                self._draw_fit(logger, module, t, epochs)
+            draw_landscape(logger, job.output_dir, landscape, epochs)
         logger.finalize("success")
         if checkpoint:
             self._save_checkpoint(trainer, module, t, job, hparams, losses)
@@ -213,6 +220,7 @@ class GroupRecorder(pl.Callback):
             device=trainer.strategy.root_device.type,
         )
         write_summary(job.output_dir, summary)
+        write_landscape(job.output_dir, landscape)
 
     def _hparams(self, t: int, job: Job) -> dict[str, Any]:
         return {**self.settings[t], "max_epochs": job.values["trainer"]["max_epochs"], "seed": job.values["seed"]}
@@ -268,6 +276,7 @@ class GroupRecorder(pl.Callback):
                     "train_seconds": time.perf_counter() - self.started,
                     "seconds": time.perf_counter() - self.started,
                     "generator": generator.get_state(),
+                    "path": torch.stack(self.paths[t]),
                 }
             },
         }

@@ -180,6 +180,19 @@ def _read_run_file(path: Path, limit: int) -> str:
     return data.decode("utf-8")
 
 
+def read_landscape(run_dir: Path) -> dict[str, Any] | None:
+    """The run's landscape.json (its path on the loss surface, see `experiments.landscape`), or None
+    if it has none or the file is not one."""
+    try:
+        record = json.loads(_read_run_file(run_dir / "landscape.json", limit=64 << 20))
+        for target in record["targets"].values():
+            if len(target["center"]) != 2 or len(target["curvature"]) != 2 or not isinstance(target["path"], list):
+                return None
+        return record if len(record["axes"]) == 2 and isinstance(record["design"], str) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None
+
+
 def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
     """The whole-data loss per epoch (`train/full_loss`) from the run's TensorBoard files."""
     from experiments.events import read_scalar_series

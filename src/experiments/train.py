@@ -23,10 +23,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from experiments import stopping
-from experiments.callbacks import EpochProgressBar, EpochRecorder, FitPicture, StopOnDivergence
+from experiments.callbacks import EpochProgressBar, EpochRecorder, RunPictures, StopOnDivergence
 from experiments.config import check
 from experiments.errors import UserError
 from experiments.files import write_whole
+from experiments.landscape import write_landscape
 from experiments.logger import EpochLogger
 from experiments.module import OptimizerFactory, RegressionModule
 from experiments.resume import clear_attempt, prepare_resume
@@ -58,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = RegressionModule(model, build_optimizer(cfg), scaler=datamodule.scaler, settings=settings)
     recorder = EpochRecorder(resumed, cfg.get("checkpoint_minutes"))
     divergence = StopOnDivergence(recorder)
-    callbacks = [recorder, divergence] + ([FitPicture(divergence)] if draws_fit_picture(cfg, multirun) else [])
+    callbacks = [recorder, divergence] + ([RunPictures(divergence)] if draws_fit_picture(cfg, multirun) else [])
     callbacks += [] if multirun else [EpochProgressBar(recorder)]
     trainer = make_trainer(cfg, run_dir, callbacks, max_epochs=cfg.trainer.max_epochs - recorder.first_epoch)
     datamodule.check_memory(trainer)
@@ -85,6 +86,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         summary = run_summary(trainer, module, datamodule, recorder, divergence, seconds, stopped)
         write_summary(run_dir, summary)
+        landscape = recorder.landscape()
+        if landscape is not None:
+            write_landscape(run_dir, landscape)
         stopping.moment("summary_written")
         print(format_result(summary, run_dir, compact=multirun), flush=True)
     stopping.stop()
@@ -92,7 +96,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def draws_fit_picture(cfg: DictConfig, multirun: bool) -> bool:
-    """Whether a run draws the picture of its fit: `fit_picture`, or if that is null, unless it is a sweep's job."""
+    """Whether a run draws its pictures (its fit and its landscape): `fit_picture`, or if that is null,
+    unless it is a sweep's job."""
     return cfg.fit_picture if cfg.get("fit_picture") is not None else not multirun
 
 

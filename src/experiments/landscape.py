@@ -1,0 +1,147 @@
+"""The loss surface a run moves on, exactly, and the path its weights took across it.
+
+The mean squared error is quadratic in the weights, so the R factor of `[X 1 Y]` gives it
+everywhere. Each target's weights and bias train independently of the other targets', so each
+target has its own surface over a plane of two coordinates `a`:
+
+- one feature: the plane of the weight and the bias themselves, in the data's units;
+- more: the plane through the optimum along the two directions in which the loss, as the model
+  sees it (standardized or whitened, if the data is), curves most and least: the first and last
+  eigenvectors of its Hessian, from the SVD of the model's design.
+
+On it, a target's loss is `optimal_loss + (a - center)^T curvature (a - center)`, in the data's
+units. The plane depends only on the data and how it is transformed, so every run on the same
+data shares it, and a sweep overlays its jobs' paths on one surface (trajectories.png).
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.files import write_whole
+from experiments.least_squares import LeastSquares, QRFactor
+from experiments.scaling import Scaler
+
+MAX_PATH_POINTS = 1000  # kept of a path: every epoch up to here, then spread over the epochs on a log scale
+
+
+@dataclass
+class Plane:
+    """Where each target's loss surface is drawn, and how to put weights on it (float64, on the CPU)."""
+
+    axes: tuple[str, str]  # what the two coordinates measure
+    design: str  # how the features were transformed: raw, standardized or whitened
+    optimum: torch.Tensor  # (targets, features + 1): each target's optimal [w b], in the data's units
+    basis: torch.Tensor  # (targets, features + 1, 2): [w b] = optimum + basis @ (a - center)
+    projection: torch.Tensor  # (targets, 2, features + 1): a = center + projection @ ([w b] - optimum)
+    center: torch.Tensor  # (targets, 2): the optimum's coordinates
+    curvature: torch.Tensor  # (targets, 2, 2)
+    optimal_loss: list[float]  # of each target, in the data's units
+    directions: torch.Tensor | None  # (features + 1, 2): the Hessian's eigenvectors, in the model's [w b]
+    eigenvalues: torch.Tensor | None  # (2,): theirs, of the Hessian of the model's loss
+
+    def project(self, values: list[float] | torch.Tensor) -> torch.Tensor:
+        """The coordinates (targets, 2) of `[w_1 ... w_f, b]` per target, in the data's units (as
+        `ParameterMeter.read` gives them, flat)."""
+        weights = torch.as_tensor(values, dtype=torch.float64).view(self.optimum.shape)
+        return self.center + (self.projection @ (weights - self.optimum)[:, :, None])[:, :, 0]
+
+
+def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, feature_names: list[str]) -> Plane:
+    """The plane each target's loss surface is drawn on (see the module's docstring)."""
+    features, targets = qr.num_features, qr.r.shape[1] - qr.num_features - 1
+    p = features + 1
+    rows = qr.numel / targets
+    design = qr.r[:, :p]
+    optimal = torch.cat([optimum.weights, optimum.bias[:, None]], dim=1)
+    optimal_loss = [
+        (torch.linalg.vector_norm(design @ optimal[t] - qr.r[:, p + t]).item() ** 2) / rows for t in range(targets)
+    ]
+    kind = "raw" if scaler is None else "standardized"
+    if features == 1:  # the weight and the bias themselves
+        gram = design.T @ design / rows
+        eye = torch.eye(2, dtype=torch.float64).expand(targets, 2, 2)
+        return Plane(
+            axes=(f"weight ({feature_names[0]})", "bias"),
+            design=kind,
+            optimum=optimal,
+            basis=eye,
+            projection=eye,
+            center=optimal.clone(),
+            curvature=gram.expand(targets, 2, 2).clone(),
+            optimal_loss=optimal_loss,
+            directions=None,
+            eigenvalues=None,
+        )
+    transform = scaler.design_transform().cpu() if scaler is not None else torch.eye(p, dtype=torch.float64)
+    target_std = scaler.target_std.cpu() if scaler is not None else torch.ones(targets, dtype=torch.float64)
+    # The model's [w b] maps to the data's as target_std * transform @ [w b] (plus a constant).
+    _, singular, vh = torch.linalg.svd(design @ transform, full_matrices=False)
+    directions = vh[[0, -1]].T.contiguous()  # steepest, flattest
+    directions *= directions.gather(0, directions.abs().argmax(dim=0, keepdim=True)).sign()  # a fixed sign
+    eigenvalues = singular[[0, -1]] ** 2 / rows  # of the model's mean squared error per target, halved
+    to_data = transform @ directions  # (p, 2)
+    basis = target_std[:, None, None] * to_data
+    projection = torch.linalg.pinv(to_data)[None] / target_std[:, None, None]
+    return Plane(
+        axes=("along the steepest direction", "along the flattest direction"),
+        design=kind,
+        optimum=optimal,
+        basis=basis,
+        projection=projection,
+        center=torch.zeros(targets, 2, dtype=torch.float64),
+        curvature=torch.diag_embed(target_std[:, None] ** 2 * eigenvalues[None]),
+        optimal_loss=optimal_loss,
+        directions=directions,
+        eigenvalues=2 * eigenvalues / targets,
+    )
+
+
+def kept_points(count: int) -> list[int]:
+    """Which of a path's `count` points to keep: all, up to `MAX_PATH_POINTS`; else the first ones,
+    then points spread on a log scale, and always the last."""
+    if count <= MAX_PATH_POINTS:
+        return list(range(count))
+    spread = torch.logspace(0, math.log10(count - 1), MAX_PATH_POINTS).round().long().unique().tolist()
+    return sorted({0, *spread, count - 1})
+
+
+def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[str]) -> dict[str, Any]:
+    """What landscape.json holds: the plane's surfaces and the path on them, one point per epoch
+    (see `kept_points`), each target's by name. Non-finite points (a diverged run's) are null."""
+    epochs = kept_points(len(path))
+    points = torch.stack([path[e] for e in epochs]) if path else torch.zeros(0, len(target_names), 2)
+
+    def finite(pair: torch.Tensor) -> list[float] | None:
+        return pair.tolist() if bool(torch.isfinite(pair).all()) else None
+
+    return {
+        "axes": list(plane.axes),
+        "design": plane.design,
+        "epochs": epochs,
+        "targets": {
+            name: {
+                "optimal_loss": plane.optimal_loss[t],
+                "center": plane.center[t].tolist(),
+                "curvature": plane.curvature[t].tolist(),
+                "path": [finite(point) for point in points[:, t]],
+            }
+            for t, name in enumerate(target_names)
+        },
+    }
+
+
+def write_landscape(run_dir: Path, record: dict[str, Any]) -> None:
+    write_whole(run_dir / "landscape.json", json.dumps(record) + "\n")
+
+
+def surface(target: dict[str, Any], a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """A target's loss (landscape.json's) at the grid points `(a1, a2)`."""
+    center = torch.tensor(target["center"], dtype=torch.float64)
+    curvature = torch.tensor(target["curvature"], dtype=torch.float64)
+    offsets = torch.stack([a1 - center[0], a2 - center[1]], dim=-1)
+    return target["optimal_loss"] + torch.einsum("...i,ij,...j->...", offsets, curvature, offsets)

@@ -1,0 +1,114 @@
+"""The loss surface and the path on it: exact, from the R factor, and the same as the data says."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.compare import write_comparison
+from experiments.datamodule import RegressionDataModule
+from experiments.landscape import kept_points, landscape_record, surface
+from experiments.runs import load_runs, read_landscape
+from experiments.tables import builtin_table
+from experiments.train import train
+from helpers import read_scalars
+
+
+def _setup(name: str, standardize: bool) -> RegressionDataModule:
+    data = RegressionDataModule.from_builtin(name, standardize=standardize)
+    data.setup("fit")
+    return data
+
+
+def _direct_loss(table_name: str, target: int, weights: torch.Tensor) -> float:
+    """One target's mean squared error of `[w_1 ... w_f, b]`, computed from the rows themselves."""
+    table = builtin_table(table_name)
+    x, y = table.features.double(), table.targets[:, target].double()
+    return ((x @ weights[:-1] + weights[-1] - y) ** 2).mean().item()
+
+
+@pytest.mark.parametrize("name, standardize", [("toy", False), ("crops", False), ("crops", True)])
+def test_the_surface_is_the_loss_the_data_gives_at_every_grid_point(name, standardize):
+    data = _setup(name, standardize)
+    plane = data.evaluator.plane()
+    record = landscape_record(plane, [], data.target_names)  # as landscape.json holds it
+    generator = torch.Generator().manual_seed(0)
+    for t, target_name in enumerate(data.target_names):
+        target = record["targets"][target_name]
+        for _ in range(5):
+            a = plane.center[t] + torch.randn(2, generator=generator, dtype=torch.float64) * 3
+            weights = plane.optimum[t] + plane.basis[t] @ (a - plane.center[t])
+            exact = surface(target, a[0], a[1]).item()
+            assert exact == pytest.approx(_direct_loss(name, t, weights), rel=1e-9)
+        assert surface(target, *plane.center[t]).item() == pytest.approx(_direct_loss(name, t, plane.optimum[t]))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_planes_directions_are_orthonormal_eigenvectors_of_the_hessian(standardize):
+    data = _setup("crops", standardize)
+    plane = data.evaluator.plane()
+    directions = plane.directions
+    torch.testing.assert_close(directions.T @ directions, torch.eye(2, dtype=torch.float64))
+    table = builtin_table("crops")
+    x = table.features.double()
+    if standardize:
+        x = data.scaler.scale_features(x)
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    hessian = 2 / table.targets.numel() * design.T @ design  # of F.mse_loss over the model's [w b] of one target
+    eigenvalues = torch.linalg.eigvalsh(hessian)
+    torch.testing.assert_close(plane.eigenvalues, eigenvalues[[-1, 0]], rtol=1e-9, atol=0)
+    for k in range(2):
+        torch.testing.assert_close(
+            hessian @ directions[:, k], plane.eigenvalues[k] * directions[:, k], rtol=1e-8, atol=1e-12
+        )
+    # Projecting the plane's own points gives back their coordinates.
+    a = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    weights = plane.optimum + (plane.basis @ (a - plane.center)[:, :, None])[:, :, 0]
+    torch.testing.assert_close(plane.project(weights.flatten()), a)
+
+
+def test_a_two_parameter_runs_path_passes_through_its_recorded_weights(make_cfg):
+    cfg = make_cfg("experiment=tutorial_003", "trainer.max_epochs=6", "fit_picture=true")
+    summary = train(cfg)
+    run_dir = Path(cfg.output_dir)
+    landscape = json.loads((run_dir / "landscape.json").read_text())
+    assert landscape["axes"] == ["weight (x)", "bias"] and landscape["epochs"] == list(range(7))
+    path = landscape["targets"]["y"]["path"]
+    scalars = read_scalars(run_dir)
+    logged = [value for pair in zip(scalars["weights/y/x"], scalars["bias/y"]) for _, value in pair]
+    assert [value for point in path for value in point] == pytest.approx(logged, rel=1e-6)
+    assert path[-1] == pytest.approx([summary["weights"][0][0], summary["bias"][0]])
+    assert landscape["targets"]["y"]["center"] == pytest.approx(
+        [summary["optimal_weights"][0][0], summary["optimal_bias"][0]]
+    )
+    assert (run_dir / "landscape.png").stat().st_size > 10_000
+
+
+def test_a_diverging_run_records_its_flight_and_still_draws(make_cfg):
+    cfg = make_cfg("optim.lr=1e-2", "trainer.max_epochs=40", "fit_picture=true")
+    summary = train(cfg)
+    assert summary["status"] == "diverged"
+    run_dir = Path(cfg.output_dir)
+    landscape = read_landscape(run_dir)
+    assert len(landscape["targets"]["apples"]["path"]) == summary["epochs"] + 1
+    assert (run_dir / "landscape.png").is_file()
+
+
+def test_a_long_paths_points_are_spread_on_a_log_scale():
+    assert kept_points(5) == [0, 1, 2, 3, 4]
+    kept = kept_points(100_001)
+    assert kept[:10] == list(range(10)) and kept[-1] == 100_000 and len(kept) <= 1000
+    assert kept == sorted(set(kept))
+
+
+def test_a_comparison_overlays_the_runs_paths_and_skips_a_damaged_landscape(make_cfg, tmp_path):
+    folders = []
+    for lr in ("1e-5", "1e-4"):
+        cfg = make_cfg(f"optim.lr={lr}", "trainer.max_epochs=3")
+        train(cfg)
+        folders.append(Path(cfg.output_dir))
+    (folders[1] / "landscape.json").write_text('{"axes": ["a"], "targets": 3}')
+    assert read_landscape(folders[1]) is None and read_landscape(folders[0]) is not None
+    write_comparison(load_runs(folders), tmp_path / "out", print_table=False)
+    assert (tmp_path / "out" / "trajectories.png").stat().st_size > 10_000
