@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from experiments import stopping
 from experiments.evaluation import Evaluator
+from experiments.files import write_whole
 from experiments.landscape import landscape_record
 from experiments.module import RegressionModule
 from experiments.resume import drop_events_after
@@ -224,13 +225,14 @@ class RunPictures(pl.Callback):
 
 def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, Any], epoch: int) -> None:
     """The run's path on its loss surface: landscape.png in `run_dir`, and `landscape` in TensorBoard's IMAGES tab."""
-    from experiments.figures import landscape_figure, save_png
+    from experiments.figures import landscape_figure, png_of
 
     figure = landscape_figure(
         [("", landscape)], title=f"The path of gradient descent on the loss surface ({epoch} epochs)"
     )
-    save_png(figure, run_dir / "landscape.png")
-    logger.experiment.add_figure("landscape", figure, global_step=epoch)
+    png = png_of(figure)  # drawn once for both
+    write_whole(run_dir / "landscape.png", png)
+    logger.experiment.add_png("landscape", png, global_step=epoch)
 
 
 def weight_tags(weights_tag: str, bias_tag: str, feature_names: list[str], target_names: list[str]) -> list[str]:

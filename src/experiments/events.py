@@ -145,7 +145,10 @@ class EventFile:
         """A matplotlib figure as an image (TensorBoard's IMAGES tab)."""
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
-        png = buffer.getvalue()
+        self.add_png(tag, buffer.getvalue(), global_step)
+
+    def add_png(self, tag: str, png: bytes, global_step: int | None = None) -> None:
+        """A PNG image (TensorBoard's IMAGES tab)."""
         width, height = struct.unpack(">II", png[16:24])  # from the PNG's header
         image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
         self.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), global_step)

@@ -1,5 +1,6 @@
 """Every picture the tool draws. matplotlib is imported inside each function, only when one is drawn."""
 
+import io
 import json
 import math
 from pathlib import Path
@@ -26,11 +27,17 @@ def _figure(**kwargs) -> "Figure":
     return Figure(**kwargs)
 
 
+def png_of(figure: "Figure") -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
 def save_png(figure: "Figure", path: Path) -> None:
     """Write `figure` to `path` as a PNG, whole (see `experiments.files.write_whole`)."""
     from experiments.files import write_whole
 
-    write_whole(path, lambda file: figure.savefig(file, format="png", dpi=110))
+    write_whole(path, png_of(figure))
 
 
 def fit_figure(
@@ -117,6 +124,17 @@ def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
     return fig
 
 
+# What draws separate lines in the learning-rate curve, where the runs differ in it, and how to say it.
+LINE_SETTINGS = {
+    "max_epochs": "{} epochs",
+    "batch_size": "batches of {}",
+    "momentum": "momentum {}",
+    "schedule": "{} schedule",
+    "optim": "optim={}",
+    "standardize": "standardize={}",
+}
+
+
 def varies_lr(runs: list["Run"]) -> bool:
     """Whether the runs try more than one learning rate (a learning-rate curve says something)."""
     return len({run.summary.get("lr") for run in runs if _positive(run.summary.get("lr"))}) > 1
@@ -124,9 +142,9 @@ def varies_lr(runs: list["Run"]) -> bool:
 
 def lr_curve_figure(runs: list["Run"]) -> "Figure":
     """The learning-rate curve of a sweep: each run's final loss as a multiple of the optimum against
-    its learning rate, both on log scales, one line per number of epochs and batch size; diverged
-    runs marked at the top, at their learning rate; the largest stable learning rate of full-batch
-    gradient descent on the data as a vertical line."""
+    its learning rate, both on log scales, one line per value of each setting the runs differ in
+    (`LINE_SETTINGS`: epochs, batch size, momentum...); diverged runs marked at the top, at their
+    learning rate; the largest stable learning rate of full-batch gradient descent as a vertical line."""
     fig = _figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple, list[tuple[float, float]]] = {}
@@ -138,13 +156,12 @@ def lr_curve_figure(runs: list["Run"]) -> "Figure":
         if summary.get("status") == "diverged":
             diverged.append((summary["lr"], summary.get("diverged_at_epoch")))
         elif summary.get("status") in ("ok", "interrupted") and _positive(summary.get("loss_ratio")):
-            lines.setdefault((summary.get("max_epochs"), summary.get("batch_size")), []).append(
-                (summary["lr"], summary["loss_ratio"])
-            )
-    several_batch_sizes = len({batch for _, batch in lines}) > 1
+            key = tuple(str(summary.get(setting)) for setting in LINE_SETTINGS)
+            lines.setdefault(key, []).append((summary["lr"], summary["loss_ratio"]))
+    varying = [i for i in range(len(LINE_SETTINGS)) if len({key[i] for key in lines}) > 1] or [0]
     markers = "osD^v<>p*h"
-    for i, ((epochs, batch), points) in enumerate(sorted(lines.items(), key=lambda item: str(item[0]))):
-        label = f"{epochs} epochs" + (f", batches of {batch}" if several_batch_sizes else "")
+    for i, (key, points) in enumerate(sorted(lines.items())):
+        label = ", ".join(list(LINE_SETTINGS.values())[k].format(key[k]) for k in varying)
         lrs, ratios = zip(*sorted(points))
         ax.plot(lrs, ratios, marker=markers[i % len(markers)], linewidth=1.5, label=label)
     ax.set(xscale="log", yscale="log")
