@@ -32,7 +32,7 @@ def _direct_loss(table_name: str, target: int, weights: torch.Tensor) -> float:
 def test_the_surface_is_the_loss_the_data_gives_at_every_grid_point(name, standardize):
     data = _setup(name, standardize)
     plane = data.evaluator.plane()
-    record = landscape_record(plane, [], data.target_names)  # as landscape.json holds it
+    record = landscape_record(plane, [], data.target_names, "epoch")  # as landscape.json holds it
     generator = torch.Generator().manual_seed(0)
     for t, target_name in enumerate(data.target_names):
         target = record["targets"][target_name]
@@ -66,6 +66,16 @@ def test_the_planes_directions_are_orthonormal_eigenvectors_of_the_hessian(stand
     a = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
     weights = plane.optimum + (plane.basis @ (a - plane.center)[:, :, None])[:, :, 0]
     torch.testing.assert_close(plane.project(weights.flatten()), a)
+    # Any model weights project orthogonally, in the model's coordinates, onto the directions.
+    model = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    scaler = data.scaler
+    if scaler is not None:
+        weight, bias = scaler.original_weights(model[:, :3], model[:, 3])
+        data_units = torch.cat([weight, bias[:, None]], dim=1)
+    else:
+        data_units = model
+    torch.testing.assert_close(plane.project_model(model), plane.project(data_units.flatten()))
+    torch.testing.assert_close(plane.from_model, directions.T.expand(2, 2, 4))
 
 
 def test_a_two_parameter_runs_path_passes_through_its_recorded_weights(make_cfg):
@@ -73,7 +83,8 @@ def test_a_two_parameter_runs_path_passes_through_its_recorded_weights(make_cfg)
     summary = train(cfg)
     run_dir = Path(cfg.output_dir)
     landscape = json.loads((run_dir / "landscape.json").read_text())
-    assert landscape["axes"] == ["weight (x)", "bias"] and landscape["epochs"] == list(range(7))
+    assert landscape["axes"] == ["weight (x)", "bias"] and landscape["points"] == list(range(7))
+    assert landscape["each"] == "epoch"  # full batch: a step is an epoch
     path = landscape["targets"]["y"]["path"]
     scalars = read_scalars(run_dir)
     logged = [value for pair in zip(scalars["weights/y/x"], scalars["bias/y"]) for _, value in pair]
@@ -112,3 +123,17 @@ def test_a_comparison_overlays_the_runs_paths_and_skips_a_damaged_landscape(make
     assert read_landscape(folders[1]) is None and read_landscape(folders[0]) is not None
     write_comparison(load_runs(folders), tmp_path / "out", print_table=False)
     assert (tmp_path / "out" / "trajectories.png").stat().st_size > 10_000
+
+
+def test_a_path_of_a_few_mini_batches_an_epoch_has_a_point_per_step(make_cfg):
+    cfg = make_cfg("data.batch_size=5", "trainer.max_epochs=4", "data.standardize=true", "optim.lr=0.05")
+    summary = train(cfg)
+    landscape = read_landscape(Path(cfg.output_dir))
+    assert landscape["each"] == "step" and landscape["points"] == list(range(summary["steps"] + 1)) == list(range(13))
+    path = landscape["targets"]["apples"]["path"]
+    checkpoint = torch.load(Path(cfg.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert len(checkpoint["callbacks"]["EpochRecorder"]["path"]) == 13
+    assert len({tuple(point) for point in path}) == 13  # every step moved the weights
+    plane = _setup("crops", standardize=True).evaluator.plane()
+    final = [row + [b] for row, b in zip(summary["weights"], summary["bias"])]
+    assert path[-1] == pytest.approx(plane.project(torch.tensor(final).flatten())[0].tolist(), rel=1e-5)

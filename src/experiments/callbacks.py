@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from experiments import stopping
 from experiments.evaluation import Evaluator
 from experiments.files import write_whole
-from experiments.landscape import landscape_record
+from experiments.landscape import every_step, landscape_record
 from experiments.module import RegressionModule
 from experiments.resume import drop_events_after
 
@@ -70,7 +70,7 @@ class EpochRecorder(pl.Callback):
         """What landscape.json records of the run: its path on the loss surface (None if not recorded)."""
         if self.path is None or not self.path:
             return None
-        return landscape_record(self._plane, self.path, self._evaluator.target_names)
+        return landscape_record(self._plane, self.path, self._evaluator.target_names, self._each)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self.started = True
@@ -79,6 +79,9 @@ class EpochRecorder(pl.Callback):
         self._generator = trainer.train_dataloader.generator
         self._meter = evaluator.meter(pl_module.model.weight[None], pl_module.model.bias[None])
         self._plane = evaluator.plane()
+        datamodule = trainer.datamodule
+        self._each = "step" if every_step(math.ceil(datamodule.rows / datamodule.batch_size)) else "epoch"
+        pl_module.step_parameters = [] if self._each == "step" else None
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         self._save_after = time.monotonic() + self._checkpoint_seconds
         self._fit_started = time.perf_counter()
@@ -121,7 +124,11 @@ class EpochRecorder(pl.Callback):
         (values,), (losses,) = self._meter.read()
         self.losses.append(losses[0])
         if self.path is not None:
-            self.path.append(self._plane.project(values))
+            if epoch and self._each == "step":  # the epoch's steps; the last one's weights are those measured
+                self.path += self._plane.project_model(torch.stack(module.step_parameters).cpu()).unbind(0)
+                module.step_parameters.clear()
+            else:
+                self.path.append(self._plane.project(values))
         if len(losses) > 1:
             self.val_loss = losses[1]
         train_loss = module.mean_epoch_loss() if epoch > 0 else None
@@ -227,9 +234,7 @@ def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, An
     """The run's path on its loss surface: landscape.png in `run_dir`, and `landscape` in TensorBoard's IMAGES tab."""
     from experiments.figures import landscape_figure, png_of
 
-    figure = landscape_figure(
-        [("", landscape)], title=f"The path of gradient descent on the loss surface ({epoch} epochs)"
-    )
+    figure = landscape_figure([("", landscape)], title=f"The path of the weights on the loss surface ({epoch} epochs)")
     png = png_of(figure)  # drawn once for both
     write_whole(run_dir / "landscape.png", png)
     logger.experiment.add_png("landscape", png, global_step=epoch)

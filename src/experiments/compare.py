@@ -102,13 +102,20 @@ def write_comparison(runs: list[Run], out_dir: Path, print_table: bool = True) -
     save_png(loss_curves_figure(runs, labels), out_dir / "loss_curves.png")
     if varies_lr(runs):
         save_png(lr_curve_figure(runs), out_dir / "lr_curve.png")
-    paths = [(label, landscape) for label, run in zip(labels, runs) if (landscape := read_landscape(run.path))]
+    in_job_order = sorted(zip(labels, runs), key=lambda pair: _job_order(pair[1].path))  # a sweep's grid, row by row
+    paths = [(label, landscape) for label, run in in_job_order if (landscape := read_landscape(run.path))]
     if paths:
         title = f"The paths of {len(paths)} runs on the loss surface"
         save_png(landscape_figure(paths, title), out_dir / "trajectories.png")
     if print_table:
         print(format_table(rows))
     return rows
+
+
+def _job_order(run_dir: Path) -> tuple:
+    """Sweep jobs by their number (`3_optim.lr=...`), then other runs by name."""
+    number = run_dir.name.split("_", 1)[0]
+    return (str(run_dir.parent), 0, int(number), "") if number.isdigit() else (str(run_dir.parent), 1, 0, run_dir.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -284,7 +284,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
             marker="osD^v"[i // 10 % 5] if len(xs) <= 60 else None,  # past ten runs, tab10's colours repeat
             markersize=2.5 if alone else 3,
             path_effects=outline if alone else None,
-            label="path (each epoch)" if alone else label,
+            label=f"path (after each {run.get('each', 'epoch')})" if alone else label,
         )
         ax.plot(
             xs[0],

@@ -25,7 +25,7 @@ from experiments.config import TrainerConfig, Values
 from experiments.evaluation import ParameterMeter
 from experiments.files import write_whole
 from experiments.jobs import Job
-from experiments.landscape import landscape_record, write_landscape
+from experiments.landscape import every_step, landscape_record, write_landscape
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
 from experiments.summary import run_settings, summary_of, write_summary
@@ -106,6 +106,8 @@ class GroupRecorder(pl.Callback):
         self.evaluator = evaluator = datamodule.evaluator
         self._meter = evaluator.meter(module.weight, module.bias)
         self._plane = evaluator.plane()
+        self._each = "step" if every_step(math.ceil(datamodule.rows / datamodule.batch_size)) else "epoch"
+        module.step_parameters = [] if self._each == "step" else None
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         for jobs in self.trajectories:
             for job in jobs:
@@ -134,12 +136,16 @@ class GroupRecorder(pl.Callback):
         returns what was measured (weights and losses, by trajectory)."""
         values, losses = self._meter.read()
         train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
+        steps = None  # each step's coordinates (steps, members, targets, 2), when the path keeps every step
+        if epoch and self._each == "step":
+            steps = self._plane.project_model(torch.stack(module.step_parameters).cpu())
+            module.step_parameters.clear()
         running = 0
         for t, jobs in enumerate(self.trajectories):
             if self.diverged_at[t] is not None:
                 continue
             self.losses[t].append(losses[t][0])
-            self.paths[t].append(self._plane.project(values[t]))
+            self.paths[t] += steps[:, t].unbind(0) if steps is not None else [self._plane.project(values[t])]
             metrics = epoch_metrics(self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t])
             if epoch and diverged(losses[t][0], self.losses[t][0]):
                 self.diverged_at[t] = epoch
@@ -195,7 +201,7 @@ class GroupRecorder(pl.Callback):
         hparams = self._hparams(t, job)
         logger.write_pending()
         logger.log_hyperparams(hparams, metrics=final, step=epochs)
-        landscape = landscape_record(self._plane, self.paths[t], evaluator.target_names)
+        landscape = landscape_record(self._plane, self.paths[t], evaluator.target_names, self._each)
         if self.fit_picture:
             if status == "ok":
                 self._draw_fit(logger, module, t, epochs)

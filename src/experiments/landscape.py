@@ -26,7 +26,13 @@ from experiments.files import write_whole
 from experiments.least_squares import LeastSquares, QRFactor
 from experiments.scaling import Scaler
 
-MAX_PATH_POINTS = 1000  # kept of a path: every epoch up to here, then spread over the epochs on a log scale
+MAX_PATH_POINTS = 1000  # kept of a path: every point up to here, then spread on a log scale
+STEPWISE_STEPS = 16  # a path has a point per step when an epoch takes 2 to this many steps, else per epoch
+
+
+def every_step(steps_per_epoch: int) -> bool:
+    """Whether a path records each step (a few mini-batches an epoch) rather than each epoch."""
+    return 1 < steps_per_epoch <= STEPWISE_STEPS
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Plane:
     optimum: torch.Tensor  # (targets, features + 1): each target's optimal [w b], in the data's units
     basis: torch.Tensor  # (targets, features + 1, 2): [w b] = optimum + basis @ (a - center)
     projection: torch.Tensor  # (targets, 2, features + 1): a = center + projection @ ([w b] - optimum)
+    from_model: torch.Tensor  # (targets, 2, features + 1): a = from_model @ [w b] + from_model_offset,
+    from_model_offset: torch.Tensor  # (targets, 2)             for the model's own [w b]
     center: torch.Tensor  # (targets, 2): the optimum's coordinates
     curvature: torch.Tensor  # (targets, 2, 2)
     optimal_loss: list[float]  # of each target, in the data's units
@@ -49,6 +57,10 @@ class Plane:
         `ParameterMeter.read` gives them, flat)."""
         weights = torch.as_tensor(values, dtype=torch.float64).view(self.optimum.shape)
         return self.center + (self.projection @ (weights - self.optimum)[:, :, None])[:, :, 0]
+
+    def project_model(self, parameters: torch.Tensor) -> torch.Tensor:
+        """The coordinates (..., targets, 2) of the model's own `[W | b]` (..., targets, features + 1)."""
+        return torch.einsum("tij,...tj->...ti", self.from_model, parameters.double()) + self.from_model_offset
 
 
 def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, feature_names: list[str]) -> Plane:
@@ -62,6 +74,13 @@ def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, featu
         (torch.linalg.vector_norm(design @ optimal[t] - qr.r[:, p + t]).item() ** 2) / rows for t in range(targets)
     ]
     kind = "raw" if scaler is None else "standardized"
+    transform = scaler.design_transform().cpu() if scaler is not None else torch.eye(p, dtype=torch.float64)
+    target_std = scaler.target_std.cpu() if scaler is not None else torch.ones(targets, dtype=torch.float64)
+    target_mean = scaler.target_mean.cpu() if scaler is not None else torch.zeros(targets, dtype=torch.float64)
+    # The model's [w b] is the data's target_std * transform @ [w b] + target_mean * (0 ... 0 1).
+    to_data = target_std[:, None, None] * transform
+    to_data_offset = torch.zeros(targets, p, dtype=torch.float64)
+    to_data_offset[:, -1] = target_mean
     if features == 1:  # the weight and the bias themselves
         gram = design.T @ design / rows
         eye = torch.eye(2, dtype=torch.float64).expand(targets, 2, 2)
@@ -71,28 +90,29 @@ def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, featu
             optimum=optimal,
             basis=eye,
             projection=eye,
+            from_model=to_data,
+            from_model_offset=to_data_offset,
             center=optimal.clone(),
             curvature=gram.expand(targets, 2, 2).clone(),
             optimal_loss=optimal_loss,
             directions=None,
             eigenvalues=None,
         )
-    transform = scaler.design_transform().cpu() if scaler is not None else torch.eye(p, dtype=torch.float64)
-    target_std = scaler.target_std.cpu() if scaler is not None else torch.ones(targets, dtype=torch.float64)
-    # The model's [w b] maps to the data's as target_std * transform @ [w b] (plus a constant).
     _, singular, vh = torch.linalg.svd(design @ transform, full_matrices=False)
     directions = vh[[0, -1]].T.contiguous()  # steepest, flattest
     directions *= directions.gather(0, directions.abs().argmax(dim=0, keepdim=True)).sign()  # a fixed sign
     eigenvalues = singular[[0, -1]] ** 2 / rows  # of the model's mean squared error per target, halved
-    to_data = transform @ directions  # (p, 2)
-    basis = target_std[:, None, None] * to_data
-    projection = torch.linalg.pinv(to_data)[None] / target_std[:, None, None]
+    basis = to_data @ directions
+    # Orthogonal projection in the model's coordinates, where the directions are orthonormal.
+    projection = directions.T @ torch.linalg.inv(to_data)
     return Plane(
         axes=("along the steepest direction", "along the flattest direction"),
         design=kind,
         optimum=optimal,
         basis=basis,
         projection=projection,
+        from_model=projection @ to_data,
+        from_model_offset=(projection @ (to_data_offset - optimal)[:, :, None])[:, :, 0],
         center=torch.zeros(targets, 2, dtype=torch.float64),
         curvature=torch.diag_embed(target_std[:, None] ** 2 * eigenvalues[None]),
         optimal_loss=optimal_loss,
@@ -110,11 +130,12 @@ def kept_points(count: int) -> list[int]:
     return sorted({0, *spread, count - 1})
 
 
-def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[str]) -> dict[str, Any]:
-    """What landscape.json holds: the plane's surfaces and the path on them, one point per epoch
-    (see `kept_points`), each target's by name. Non-finite points (a diverged run's) are null."""
-    epochs = kept_points(len(path))
-    points = torch.stack([path[e] for e in epochs]) if path else torch.zeros(0, len(target_names), 2)
+def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[str], each: str) -> dict[str, Any]:
+    """What landscape.json holds: the plane's surfaces and the path on them, a point before training
+    and after each step or epoch (`each`), thinned by `kept_points`, each target's by name.
+    Non-finite points (a diverged run's) are null."""
+    kept = kept_points(len(path))
+    points = torch.stack([path[i] for i in kept]) if path else torch.zeros(0, len(target_names), 2)
 
     def finite(pair: torch.Tensor) -> list[float] | None:
         return pair.tolist() if bool(torch.isfinite(pair).all()) else None
@@ -122,7 +143,8 @@ def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[
     return {
         "axes": list(plane.axes),
         "design": plane.design,
-        "epochs": epochs,
+        "each": each,  # step or epoch
+        "points": kept,  # the steps or epochs the path's points come after (0: the start)
         "targets": {
             name: {
                 "optimal_loss": plane.optimal_loss[t],

@@ -47,6 +47,7 @@ class RegressionModule(pl.LightningModule):
         self._needs_closure = False
         self._bundle_losses: list[torch.Tensor] = []  # this epoch's, one sum a bundle
         self._epoch_steps = 0
+        self.step_parameters: list[torch.Tensor] | None = None  # each step's [W | b], while a recorder keeps them
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Plain attributes skip nn.Module's search of parameters and submodules: Lightning sets one around every hook.
@@ -81,7 +82,11 @@ class RegressionModule(pl.LightningModule):
         # The raw optimizer and loss.backward(): Lightning's wrappers run hooks per step that cost more
         # than a whole small-data step, and nothing here needs them (one device, no AMP, no clipping).
         optimizer = self.optimizers(use_pl_optimizer=False)
-        losses = [self._step(optimizer, features, targets) for features, targets in bundle]
+        losses = []
+        for features, targets in bundle:
+            losses.append(self._step(optimizer, features, targets))
+            if self.step_parameters is not None:
+                self.step_parameters.append(torch.cat([self.model.weight, self.model.bias[:, None]], dim=1).detach())
         if losses:  # one sum a bundle: adding up every step's loss as it comes costs a tensor op a step
             self._bundle_losses.append(torch.stack(losses).sum())
         self._epoch_steps += len(losses)
