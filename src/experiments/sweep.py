@@ -30,7 +30,7 @@ from experiments.files import disk_trouble, is_disk_trouble, write_whole
 from experiments.folders import remove_if_unused
 from experiments.jobs import InvalidJob, Job
 from experiments.resume import clear_attempt, resumable
-from experiments.runs import load_runs
+from experiments.runs import Run, load_runs
 from experiments.summary import format_result, objective, write_summary
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ class SweepSummary(Callback):
         if runs:
             print(f"\nSweep of {len(runs)} jobs, best first:\n{format_table(table_rows(runs))}")
             lines[0] += f" Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}"
+            lines += stable_lr_lines(runs, sweep_dir)
             lines.append(f"View it:  tensorboard --logdir {sweep_dir}")
         if stopped:
             lines += self._not_run(sweep_dir, {run.path.name for run in runs})
@@ -154,6 +155,19 @@ class SweepSummary(Callback):
         named = "; ".join(f"#{i} {' '.join(job)}" for i, job in missing[:10])
         more = f"; and {len(missing) - 10} more" if len(missing) > 10 else ""
         return [f"{len(missing)} of the {len(SweepSummary.planned)} jobs did not run: {named}{more}."]
+
+
+def stable_lr_lines(runs: list["Run"], sweep_dir: Path) -> list[str]:
+    """For a sweep of learning rates on one data set: the largest stable one, and where the curve is."""
+    from experiments.figures import varies_lr
+
+    stable = {run.summary.get("max_stable_lr") for run in runs} - {None}
+    if not varies_lr(runs) or len(stable) != 1:
+        return []
+    return [
+        f"Full-batch gradient descent on this data is stable for optim.lr < {stable.pop():.3g}: "
+        f"the dashed line in {sweep_dir / 'lr_curve.png'}"
+    ]
 
 
 def train_sweep(
