@@ -106,7 +106,7 @@ class AdamOptim(OptimConfig):
 
 @dataclass
 class LBFGSOptim(OptimConfig):
-    _target_: str = "torch.optim.LBFGS"
+    _target_: str = "experiments.optim.LBFGS"
     lr: float = 1.0
     max_iter: int = 20  # iterations per optimizer step, each with its own line search
     max_eval: int | None = None  # null: 1.25 * max_iter
