@@ -10,6 +10,7 @@ from experiments.csv_table import available_memory as _available_ram
 from experiments.csv_table import read_csv
 from experiments.errors import UserError
 from experiments.evaluation import Evaluator
+from experiments.least_squares import QRFactor
 from experiments.scaling import Scaler
 from experiments.synthetic import Synthetic
 from experiments.tables import Table, builtin_table
@@ -21,8 +22,8 @@ class RegressionDataModule(pl.LightningDataModule):
 
     The table is made in `setup`, once the device is known. `batch_size=None` is full-batch gradient
     descent, as in the tutorials' hand-written loops. `val_fraction` holds out a seeded random share
-    of the rows. `standardize` trains on z-scores of the training split (`scaler`); the evaluator
-    measures in the data's units.
+    of the rows. `standardize` trains on z-scores of the training split (`scaler`), `whiten` on its
+    decorrelated z-scores (see `Scaler.whiten`); the evaluator measures in the data's units.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class RegressionDataModule(pl.LightningDataModule):
         seed: int = 0,
         val_fraction: float = 0.0,
         standardize: bool = False,
+        whiten: bool = False,
     ) -> None:
         super().__init__()
         self.source = source
@@ -41,7 +43,8 @@ class RegressionDataModule(pl.LightningDataModule):
         self.rows = len(source) - _val_rows(len(source), val_fraction)  # training rows
         self.batch_size = min(batch_size or self.rows, self.rows)
         self.shuffle = shuffle
-        self.scaler = Scaler(self.num_features, self.num_targets) if standardize else None
+        self.whiten = whiten  # standardizes too: the whitened features are decorrelated z-scores
+        self.scaler = Scaler(self.num_features, self.num_targets, whiten) if standardize or whiten else None
         self.evaluator: Evaluator | None = None  # made in setup, with the data
         self.member_seeds: list[int] | None = None  # a sweep group's: one shuffle order for each
 
@@ -79,13 +82,17 @@ class RegressionDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Make the table on the Trainer's device (float64 under `trainer.precision=64`), split and
-        standardize it, build its evaluator, and keep the training rows as the model sees them."""
+        standardize (or whiten) it, build its evaluator, and keep the training rows as the model sees them."""
         device, dtype = placement(self.trainer)
         table, val_table = _split(self.source.on(device, dtype), self.val_fraction, self.seed)
+        train_qr = QRFactor(table.features, table.targets)
         if self.scaler is not None:
-            self.scaler.fit(table).to(device)
+            self.scaler.fit(table)
+            if self.whiten:
+                self.scaler.whiten(train_qr, self.feature_names)
+            self.scaler.to(device)
         true_weights = self.source.true_weights() if isinstance(self.source, Synthetic) else None
-        self.evaluator = Evaluator(table, val_table, self.scaler, true_weights)
+        self.evaluator = Evaluator(table, val_table, self.scaler, true_weights, train_qr)
         warning = self.evaluator.conditioning_warning()
         if warning:
             print(warning, file=sys.stderr)

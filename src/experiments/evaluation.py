@@ -16,8 +16,9 @@ BADLY_CONDITIONED = 1e6
 class Evaluator:
     """Everything a run measures its model against: the least-squares optimum of the training rows,
     and a `meter` that reads the model's loss on the training and held-out rows, exactly and in
-    float64 from their QR factors, in the data's units. Also keeps an evenly spread sample of the
-    training rows for pictures, and, for synthetic data, the weights the rows were drawn from."""
+    float64 from their QR factors (the training rows': `train_qr`, if already made), in the data's
+    units. Also keeps an evenly spread sample of the training rows for pictures, and, for synthetic
+    data, the weights the rows were drawn from."""
 
     def __init__(
         self,
@@ -25,10 +26,11 @@ class Evaluator:
         val: Table | None = None,
         scaler: Scaler | None = None,
         true_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+        train_qr: QRFactor | None = None,
     ) -> None:
         self.feature_names, self.target_names = train.feature_names, train.target_names
         self.scaler = scaler
-        self._train = QRFactor(train.features, train.targets)
+        self._train = train_qr if train_qr is not None else QRFactor(train.features, train.targets)
         self._val = QRFactor(val.features, val.targets) if val is not None else None
         self.optimum: LeastSquares = least_squares(self._train, scaler.design_transform() if scaler else None)
         rows = spread_rows(len(train), SAMPLE_ROWS).to(train.features.device)
@@ -53,9 +55,10 @@ class Evaluator:
         if self.optimum.condition <= BADLY_CONDITIONED:
             return None
         advice = (
-            "use optim=lbfgs with trainer.precision=64"
+            "use data.whiten=true, or optim=newton or optim=lbfgs with trainer.precision=64"
             if self.scaler is not None
-            else "use data.standardize=true, and optim=lbfgs with trainer.precision=64"
+            else "use data.whiten=true (or data.standardize=true), or optim=newton or optim=lbfgs with "
+            "trainer.precision=64"
         )
         return (
             f"Warning: the features are badly conditioned (condition number {self.optimum.condition:.2g}), so "

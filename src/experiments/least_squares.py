@@ -20,7 +20,7 @@ class QRFactor:
     """The R factor of a data set's `[features 1 targets]`: all a linear model's loss on it depends on."""
 
     def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.num_features, self.numel = features.shape[1], targets.numel()
+        self.num_features, self.numel, self.rows = features.shape[1], targets.numel(), len(features)
         width = self.num_features + 1 + targets.shape[1]
         r = torch.zeros(0, width, dtype=torch.float64, device=features.device)
         for start in range(0, len(features), BLOCK_ROWS):
@@ -45,12 +45,12 @@ class LeastSquares:
     weights: torch.Tensor  # (targets, features), in the data's units
     bias: torch.Tensor  # (targets,)
     loss: float  # the mean squared error of the optimum: the lowest any linear model can reach
-    condition: float  # of the design the model trains on (standardized, if it is)
+    condition: float  # of the design the model trains on (standardized or whitened, if it is)
     max_stable_lr: float  # full-batch gradient descent diverges above this learning rate
 
 
 def least_squares(qr: QRFactor, design_transform: torch.Tensor | None = None) -> LeastSquares:
-    """The optimum of the data `qr` factors. With `design_transform` (standardization's, see
+    """The optimum of the data `qr` factors. With `design_transform` (standardization's or whitening's, see
     `Scaler.design_transform`), the condition number and stable learning rate are those of the
     design the model sees. gelsd (SVD-based) finds the optimum even when features are collinear.
     """
@@ -70,3 +70,14 @@ def least_squares(qr: QRFactor, design_transform: torch.Tensor | None = None) ->
         condition=(singular[0] / singular[-1]).item() if len(singular) == p else float("inf"),
         max_stable_lr=qr.numel / singular[0].item() ** 2,
     )
+
+
+def dependent_column(r: torch.Tensor) -> int | None:
+    """The first column of the upper-triangular R factor `r` that is, to float64's precision, a
+    combination of the columns before it (a constant or repeated column, or one past the rows); None if none is."""
+    diagonal = r.diagonal().abs()
+    tolerance = r.shape[1] * torch.finfo(torch.float64).eps * torch.linalg.matrix_norm(r, 2)
+    small = (diagonal <= tolerance).nonzero().flatten().tolist()
+    if small:
+        return small[0]
+    return None if len(diagonal) == r.shape[1] else len(diagonal)

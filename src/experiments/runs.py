@@ -262,7 +262,8 @@ def load_trained_module(run_dir: str | Path) -> tuple["RegressionModule", list[s
     if problem:
         raise UserError(f"{path} is damaged: {problem}. Train the run again.")
     model = MODEL_KINDS[kind](len(feature_names), len(target_names))
-    scaler = Scaler(len(feature_names), len(target_names)) if "scaler.feature_mean" in state else None
+    whitened = "scaler.feature_whitening" in state
+    scaler = Scaler(len(feature_names), len(target_names), whitened) if "scaler.feature_mean" in state else None
     module = RegressionModule(model, scaler=scaler)
     try:
         module.to(state["model.weight"].dtype).load_state_dict(state)

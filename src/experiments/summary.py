@@ -47,6 +47,7 @@ def run_settings(
         "batch_size": datamodule.batch_size,
         "shuffle": datamodule.shuffle,
         "standardize": datamodule.scaler is not None,
+        "whiten": datamodule.whiten,
         "max_epochs": cfg["trainer"]["max_epochs"],
         "seed": cfg["seed"],
         "accelerator": cfg["trainer"]["accelerator"],

@@ -67,6 +67,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule)
+    except UserError:  # refused in set-up, once the data is read (data.whiten on dependent features)
+        if resumed is None:
+            clear_attempt(run_dir)
+        raise
     except SystemExit:  # Lightning exits after its shutdown on a signal that stops at once; keep what was learned
         if not trainer.interrupted:
             raise
