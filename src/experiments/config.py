@@ -108,6 +108,12 @@ class AdamOptim(OptimConfig):
 
 
 @dataclass
+class NewtonOptim(OptimConfig):
+    _target_: str = "experiments.optim.Newton"
+    lr: float = 1.0  # 1: the full Newton step, the optimum in one step with full batches
+
+
+@dataclass
 class LBFGSOptim(OptimConfig):
     _target_: str = "experiments.optim.LBFGS"
     lr: float = 1.0
@@ -170,6 +176,7 @@ def register() -> None:
         ("optim", "gd", GradientDescentOptim),
         ("optim", "sgd", SGDOptim),
         ("optim", "adam", AdamOptim),
+        ("optim", "newton", NewtonOptim),
         ("optim", "lbfgs", LBFGSOptim),
     ]:
         store.store(name=f"{group}_{name}_schema", node=node)  # not in a group: --help lists no schema options

@@ -5,7 +5,7 @@ import math
 import torch
 
 from experiments.landscape import Plane, loss_plane
-from experiments.least_squares import LeastSquares, QRFactor, least_squares
+from experiments.least_squares import LeastSquares, QRFactor, hessian_factor, least_squares
 from experiments.scaling import Scaler
 from experiments.tables import Table
 
@@ -45,6 +45,11 @@ class Evaluator:
     def plane(self) -> Plane:
         """The plane each target's loss surface is drawn on (see `experiments.landscape`)."""
         return loss_plane(self._train, self.optimum, self.scaler, self.feature_names)
+
+    def hessian_factor(self) -> torch.Tensor:
+        """S with SᵀS the Hessian of the training rows' loss in the model's coordinates (see
+        `least_squares.hessian_factor`): what Newton's method solves with."""
+        return hessian_factor(self._train, self.scaler.design_transform() if self.scaler is not None else None)
 
     def ratio(self, loss: float) -> float:
         """How many times the optimal loss `loss` is (1.0: as good as least squares)."""

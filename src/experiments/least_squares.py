@@ -72,6 +72,15 @@ def least_squares(qr: QRFactor, design_transform: torch.Tensor | None = None) ->
     )
 
 
+def hessian_factor(qr: QRFactor, design_transform: torch.Tensor | None = None) -> torch.Tensor:
+    """An upper-triangular S (p x p) with SᵀS the Hessian of the mean squared error with respect to one
+    target's [weights, bias], for the design the model sees (transformed by `design_transform`, as in
+    `least_squares`): 2 / numel * DᵀD, as F.mse_loss averages over every element; targets do not mix."""
+    p = qr.num_features + 1
+    design = qr.r[:, :p] if design_transform is None else qr.r[:, :p] @ design_transform.cpu()
+    return torch.linalg.qr(design * math.sqrt(2 / qr.numel), mode="r")[1]
+
+
 def dependent_column(r: torch.Tensor) -> int | None:
     """The first column of the upper-triangular R factor `r` that is, to float64's precision, a
     combination of the columns before it (a constant or repeated column, or one past the rows); None if none is."""

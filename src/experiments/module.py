@@ -12,6 +12,7 @@ from torch import nn
 
 from experiments import stopping
 from experiments.batches import Bundle
+from experiments.optim import Newton
 from experiments.scaling import Scaler
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -72,6 +73,8 @@ class RegressionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optimizer = self.make_optimizer(self.model.parameters())
+        if isinstance(optimizer, Newton):  # the whole training split's curvature, which no batch gives
+            optimizer.set_hessian(self.trainer.datamodule.evaluator.hessian_factor())
         self._needs_closure = _requires_closure(optimizer)
         return optimizer
 
