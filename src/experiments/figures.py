@@ -132,6 +132,7 @@ LINE_SETTINGS = {
     "schedule": "{} schedule",
     "optim": "optim={}",
     "standardize": "standardize={}",
+    "whiten": "whiten={}",
 }
 
 

@@ -73,7 +73,7 @@ def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, featu
     optimal_loss = [
         (torch.linalg.vector_norm(design @ optimal[t] - qr.r[:, p + t]).item() ** 2) / rows for t in range(targets)
     ]
-    kind = "raw" if scaler is None else "standardized"
+    kind = "raw" if scaler is None else "standardized" if scaler.feature_whitening is None else "whitened"
     transform = scaler.design_transform().cpu() if scaler is not None else torch.eye(p, dtype=torch.float64)
     target_std = scaler.target_std.cpu() if scaler is not None else torch.ones(targets, dtype=torch.float64)
     target_mean = scaler.target_mean.cpu() if scaler is not None else torch.zeros(targets, dtype=torch.float64)
