@@ -190,6 +190,7 @@ def _positive(value: object) -> bool:
 
 
 MAX_TARGET_PANELS = 4  # targets drawn side by side; a wider table's others are left out
+EQUAL_SCALES = 5  # a surface whose contours are ellipses at most this long for their width is drawn to one scale
 SMALL_MULTIPLES = 16  # runs drawn each in its own panel; more are overlaid
 GRID = 160  # points along each axis of a loss surface
 
@@ -304,6 +305,8 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
     center = target["center"]
     ax.plot(*center, "*", color="white", markersize=16, markeredgecolor="black", label="optimum (least squares)")
     ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=record["axes"][0], ylabel=record["axes"][1])
+    if high[0] - low[0] == high[1] - low[1]:
+        ax.set_aspect("equal")
     ax.set_title(title, fontsize="medium")
     ax.ticklabel_format(style="sci", scilimits=(-3, 4))
 
@@ -333,4 +336,10 @@ def _extent(targets: list[dict]) -> tuple[list[float], list[float]]:
                 * math.sqrt(max(targets[0]["optimal_loss"], 1e-12))
             )
         low[k], high[k] = low[k] - 0.12 * span, high[k] + 0.12 * span
+    spans = [high[k] - low[k] for k in (0, 1)]
+    curvatures = torch.linalg.eigvalsh(torch.tensor(targets[0]["curvature"], dtype=torch.float64))
+    if curvatures[1] <= EQUAL_SCALES**2 * curvatures[0]:  # one scale for both axes: a round bowl looks round
+        for k in (0, 1):
+            middle = (low[k] + high[k]) / 2
+            low[k], high[k] = middle - max(spans) / 2, middle + max(spans) / 2
     return low, high
