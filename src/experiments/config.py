@@ -297,19 +297,20 @@ def _check_data(data: DictConfig) -> None:
         )
 
 
-def _check_schedule(schedule: DictConfig) -> None:
+def _check_schedule(schedule: DictConfig | dict[str, Any]) -> None:
     for key in ("step_size", "T_max", "total_iters"):
         if key in schedule and schedule[key] < 1:
             raise UserError(f"schedule.{key} must be a whole number of epochs, at least 1; got {schedule[key]}.")
-    if "gamma" in schedule and not (math.isfinite(schedule.gamma) and schedule.gamma > 0):
+    gamma = schedule.get("gamma", 1.0)
+    if not (math.isfinite(gamma) and gamma > 0):
         raise UserError(
             f"schedule.gamma must be a positive number, the factor the learning rate is multiplied by (0.5 halves "
-            f"it); got {schedule.gamma}."
+            f"it); got {gamma}."
         )
-    if "eta_min" in schedule and not (math.isfinite(schedule.eta_min) and schedule.eta_min >= 0):
+    eta_min = schedule.get("eta_min", 0.0)
+    if not (math.isfinite(eta_min) and eta_min >= 0):
         raise UserError(
-            f"schedule.eta_min must be a number of at least 0, the learning rate the cosine ends at; "
-            f"got {schedule.eta_min}."
+            f"schedule.eta_min must be a number of at least 0, the learning rate the cosine ends at; got {eta_min}."
         )
     for key in ("start_factor", "end_factor"):
         if key in schedule and not 0 < schedule[key] <= 1:
