@@ -143,9 +143,9 @@ class GroupRecorder(pl.Callback):
             if self.diverged_at[t] is not None:
                 continue
             self.losses[t].append(losses[t][0])
-            metrics = epoch_metrics(
-                self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t], lrs and lrs[t]
-            )
+            metrics = epoch_metrics(self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t])
+            if lrs:
+                metrics["train/lr"] = lrs[t]  # as epoch_metrics writes a single run's
             if epoch and diverged(losses[t][0], self.losses[t][0]):
                 self.diverged_at[t] = epoch
             for job in jobs:
