@@ -2,7 +2,8 @@
 trained as one batched model in one Lightning fit, each written as its own ordinary run.
 
 Jobs that differ only in `trainer.max_epochs` share a trajectory: a 50-epoch job is the first 50
-epochs of the 200-epoch one, so it is recorded when the trajectory reaches its epoch. Every job
+epochs of the 200-epoch one, so it is recorded when the trajectory reaches its epoch (unless their
+schedule follows `trainer.max_epochs`, as cosine's `T_max` does). Every job
 gets the folder, summary.json, TensorBoard file, hparams and checkpoint a single run would leave.
 """
 
