@@ -137,8 +137,8 @@ class GroupRecorder(pl.Callback):
         """Measure every trajectory, log each running job's epoch and finish the jobs that are done;
         returns what was measured (weights and losses, by trajectory)."""
         values, losses = self._meter.read()
-        train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
         lrs = module.lrs() if epoch else None
+        train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
         running = 0
         for t, jobs in enumerate(self.trajectories):
             if self.diverged_at[t] is not None:
