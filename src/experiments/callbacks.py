@@ -103,6 +103,8 @@ class EpochRecorder(pl.Callback):
         module.model.load_state_dict(state)
         module.steps = resumed["steps"]
         trainer.optimizers[0].load_state_dict(resumed["optimizer_states"][0])
+        for config, state in zip(trainer.lr_scheduler_configs, resumed.get("lr_schedulers", [])):
+            config.scheduler.load_state_dict(state)
         self._generator.set_state(resumed["callbacks"]["EpochRecorder"]["generator"])
         drop_events_after(Path(trainer.default_root_dir), self.first_epoch)
 
@@ -132,7 +134,10 @@ class EpochRecorder(pl.Callback):
         if len(losses) > 1:
             self.val_loss = losses[1]
         train_loss = module.mean_epoch_loss() if epoch > 0 else None
-        trainer.logger.log_metrics(epoch_metrics(self._tags, values, losses, self._evaluator, train_loss), step=epoch)
+        # The epoch's own rate: a schedule steps at the start of the next one (see experiments.schedules).
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if epoch > 0 else None
+        metrics = epoch_metrics(self._tags, values, losses, self._evaluator, train_loss, lr)
+        trainer.logger.log_metrics(metrics, step=epoch)
 
     def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
         """The epochs not yet written, waited for as part of training, then the run's hparams."""
@@ -163,11 +168,17 @@ def log_true_weights(logger: "EpochLogger", evaluator: Evaluator) -> None:
 
 
 def epoch_metrics(
-    tags: list[str], values: list[float], losses: list[float], evaluator: Evaluator, train_loss: float | None
+    tags: list[str],
+    values: list[float],
+    losses: list[float],
+    evaluator: Evaluator,
+    train_loss: float | None,
+    lr: float | None = None,
 ) -> dict[str, float]:
     """What TensorBoard shows of a model after an epoch: its weights by name, its loss on the whole
     training set beside the optimum and their ratio, its epoch's mean mini-batch loss (`train_loss`,
-    none before training) and its held-out loss (the second of `losses`, if there are held-out rows)."""
+    none before training), its held-out loss (the second of `losses`, if there are held-out rows)
+    and the learning rate it trained with (`lr`, none before training)."""
     metrics = dict(zip(tags, values))
     metrics["train/full_loss"] = losses[0]
     metrics["train/optimal_loss"] = evaluator.optimum.loss
@@ -176,6 +187,8 @@ def epoch_metrics(
         metrics["train/loss"] = train_loss
     if len(losses) > 1:
         metrics["val/loss"] = losses[1]
+    if lr is not None:
+        metrics["train/lr"] = lr
     return metrics
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import MISSING, DictConfig, open_dict
+from omegaconf import II, MISSING, DictConfig, open_dict
 
 from experiments.errors import UserError
 
@@ -126,6 +126,44 @@ class LBFGSOptim(OptimConfig):
 
 
 @dataclass
+class ScheduleConfig:
+    """How the learning rate changes from epoch to epoch: a partial of a `torch.optim.lr_scheduler`
+    class, called with the run's optimizer and stepped once per epoch (`experiments.schedules`).
+    The keys are the scheduler's own arguments. No `_target_`: the learning rate stays `optim.lr`."""
+
+    _target_: str | None = None
+    _partial_: bool = True
+
+
+@dataclass
+class StepSchedule(ScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
+    step_size: int = 30  # epochs between decays
+    gamma: float = 0.1  # the factor each decay multiplies the learning rate by
+
+
+@dataclass
+class ExponentialSchedule(ScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.ExponentialLR"
+    gamma: float = 0.95  # the factor each epoch multiplies the learning rate by
+
+
+@dataclass
+class CosineSchedule(ScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    T_max: int = II("trainer.max_epochs")  # epochs from optim.lr down to eta_min
+    eta_min: float = 0.0
+
+
+@dataclass
+class WarmupSchedule(ScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.LinearLR"
+    start_factor: float = 0.1  # the first epoch trains at start_factor * optim.lr
+    end_factor: float = 1.0  # reached after total_iters epochs, then kept
+    total_iters: int = 5  # epochs of warm-up
+
+
+@dataclass
 class TrainerConfig:
     """The Lightning Trainer settings this tool supports; `+trainer.NAME=VALUE` adds any other."""
 
@@ -141,6 +179,7 @@ class Config:
     data: DataConfig = MISSING
     model: Any = MISSING
     optim: OptimConfig = MISSING
+    schedule: ScheduleConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 42
     # The pictures of the fit and of the path on the loss surface (TensorBoard's IMAGES, landscape.png).
@@ -178,6 +217,11 @@ def register() -> None:
         ("optim", "adam", AdamOptim),
         ("optim", "newton", NewtonOptim),
         ("optim", "lbfgs", LBFGSOptim),
+        ("schedule", "constant", ScheduleConfig),
+        ("schedule", "step", StepSchedule),
+        ("schedule", "exponential", ExponentialSchedule),
+        ("schedule", "cosine", CosineSchedule),
+        ("schedule", "warmup", WarmupSchedule),
     ]:
         store.store(name=f"{group}_{name}_schema", node=node)  # not in a group: --help lists no schema options
 
@@ -231,6 +275,7 @@ def check(cfg: DictConfig, multirun: bool = False) -> None:
     if cfg.trainer.max_epochs < 1:
         raise UserError(f"trainer.max_epochs must be a whole number of at least 1; got {cfg.trainer.max_epochs}.")
     _check_data(cfg.data)
+    _check_schedule(cfg.get("schedule") or {})
     if not 0 <= cfg.seed < 2**32:
         raise UserError(f"seed must be a whole number from 0 to 4294967295; got {cfg.seed}.")
     _check_trainer(cfg.trainer, multirun)
@@ -261,6 +306,28 @@ def _check_data(data: DictConfig) -> None:
             f"data.noise must be a number of at least 0 (the standard deviation of the noise added to "
             f"every target); got {data.noise}."
         )
+
+
+def _check_schedule(schedule: DictConfig | dict[str, Any]) -> None:
+    for key in ("step_size", "T_max", "total_iters"):
+        if key in schedule and schedule[key] < 1:
+            raise UserError(f"schedule.{key} must be a whole number of epochs, at least 1; got {schedule[key]}.")
+    gamma = schedule.get("gamma", 1.0)
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise UserError(
+            f"schedule.gamma must be a positive number, the factor the learning rate is multiplied by (0.5 halves "
+            f"it); got {gamma}."
+        )
+    eta_min = schedule.get("eta_min", 0.0)
+    if not (math.isfinite(eta_min) and eta_min >= 0):
+        raise UserError(
+            f"schedule.eta_min must be a number of at least 0, the learning rate the cosine ends at; got {eta_min}."
+        )
+    for key in ("start_factor", "end_factor"):
+        if key in schedule and not 0 < schedule[key] <= 1:
+            raise UserError(
+                f"schedule.{key} must be a number above 0 and at most 1, a share of optim.lr; got {schedule[key]}."
+            )
 
 
 def _check_trainer(trainer: DictConfig, multirun: bool) -> None:

@@ -28,7 +28,9 @@ class OneWriterPerFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _claim_or_exit(Path(config.hydra.run.dir), config.get("resume"), "run", "hydra.run.dir")
         if config.get("resume") is not None:  # before Hydra writes the new settings into the folder
-            _or_exit(lambda: resume_point(Path(config.hydra.run.dir), config.trainer.max_epochs))
+            _or_exit(
+                lambda: resume_point(Path(config.hydra.run.dir), config.trainer.max_epochs, config.get("schedule"))
+            )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _claim_or_exit(Path(config.hydra.sweep.dir), config.get("resume"), "sweep", "hydra.sweep.dir")

@@ -2,7 +2,8 @@
 trained as one batched model in one Lightning fit, each written as its own ordinary run.
 
 Jobs that differ only in `trainer.max_epochs` share a trajectory: a 50-epoch job is the first 50
-epochs of the 200-epoch one, so it is recorded when the trajectory reaches its epoch. Every job
+epochs of the 200-epoch one, so it is recorded when the trajectory reaches its epoch (unless their
+schedule follows `trainer.max_epochs`, as cosine's `T_max` does). Every job
 gets the folder, summary.json, TensorBoard file, hparams and checkpoint a single run would leave.
 """
 
@@ -28,6 +29,7 @@ from experiments.jobs import Job
 from experiments.landscape import every_step, landscape_record, write_landscape
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
+from experiments.schedules import BATCHED_SCHEDULES, MemberSchedules, scheduler_factory
 from experiments.summary import run_settings, summary_of, write_summary
 from experiments.train import build, draws_fit_picture, make_trainer
 
@@ -41,10 +43,12 @@ INSTANTIATION_KEYS = {"_target_", "_partial_", "_convert_"}
 
 def can_train_together(values: dict[str, Any]) -> bool:
     """Whether a job's config is one a group can train faithfully: a linear model, an optimizer
-    with a batched update rule and exactly the options that rule reads, and only the Trainer
-    settings this tool declares."""
+    with a batched update rule and exactly the options that rule reads, a schedule each member
+    can step on its own, and only the Trainer settings this tool declares."""
     optim = values["optim"]
     if values["model"].get("_target_") not in BATCHED_MODELS or optim.get("_target_") not in BATCHED_OPTIMIZERS:
+        return False
+    if (values.get("schedule") or {}).get("_target_") not in BATCHED_SCHEDULES:
         return False
     per_member, shared = BATCHED_OPTIMIZERS[optim["_target_"]]
     options = {"betas" if name.startswith("beta") else name for name in per_member} | set(shared)
@@ -55,9 +59,12 @@ def can_train_together(values: dict[str, Any]) -> bool:
 
 def group_key(values: dict[str, Any]) -> str:
     """What jobs must share to train together: everything but their learning rate, optimizer
-    settings, epochs and seed (the seed too where it draws or splits the data)."""
+    settings, schedule settings, epochs and seed (the seed too where it draws or splits the data)."""
     per_member = BATCHED_OPTIMIZERS[values["optim"]["_target_"]][0]
-    shared = {key: value for key, value in values.items() if key not in ("output_dir", "seed", "optim", "trainer")}
+    skipped = ("output_dir", "seed", "optim", "trainer", "schedule")
+    shared = {key: value for key, value in values.items() if key not in skipped}
+    # One kind of schedule a group, as the group's choices name it; each member steps its own settings.
+    shared["schedule"] = (values.get("schedule") or {}).get("_target_")
     shared["optim"] = {key: value for key, value in values["optim"].items() if key not in per_member and key != "betas"}
     shared["trainer"] = {key: value for key, value in values["trainer"].items() if key != "max_epochs"}
     data = values["data"]
@@ -135,6 +142,7 @@ class GroupRecorder(pl.Callback):
         """Measure every trajectory, log each running job's epoch and finish the jobs that are done;
         returns what was measured (weights and losses, by trajectory)."""
         values, losses = self._meter.read()
+        lrs = module.lrs() if epoch else None
         train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
         steps = None  # each step's coordinates (steps, members, targets, 2), when the path keeps every step
         if epoch and self._each == "step":
@@ -146,7 +154,9 @@ class GroupRecorder(pl.Callback):
                 continue
             self.losses[t].append(losses[t][0])
             self.paths[t] += steps[:, t].unbind(0) if steps is not None else [self._plane.project(values[t])]
-            metrics = epoch_metrics(self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t])
+            metrics = epoch_metrics(
+                self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t], lrs and lrs[t]
+            )
             if epoch and diverged(losses[t][0], self.losses[t][0]):
                 self.diverged_at[t] = epoch
             for job in jobs:
@@ -256,6 +266,9 @@ class GroupRecorder(pl.Callback):
             state.update({f"scaler.{name}": tensor.clone() for name, tensor in module.scaler.state_dict().items()})
         optim = job.values["optim"]
         param_group = {key: value for key, value in optim.items() if not key.startswith("_")}
+        schedules = module.schedules
+        if schedules is not None:
+            param_group.update(schedules.param_group(t))
         epochs = len(self.losses[t]) - 1
         batches = trainer.train_dataloader
         generator = (
@@ -270,7 +283,7 @@ class GroupRecorder(pl.Callback):
             "optimizer_states": [
                 {"state": module.member_optimizer_state(t), "param_groups": [{**param_group, "params": [0, 1]}]}
             ],
-            "lr_schedulers": [],
+            "lr_schedulers": schedules.state_dicts(t) if schedules is not None else [],
             "hparams_name": "settings",
             "hyper_parameters": hparams,
             "RegressionDataModule": trainer.datamodule.state_dict(),
@@ -300,7 +313,9 @@ def train_group(
     first = OmegaConf.create(jobs[0].values)
     by_settings: dict[str, list[Job]] = {}
     for job in jobs:
-        key = json.dumps([job.values["seed"], member_settings(job.values["optim"])], sort_keys=True)
+        # With the schedule as resolved: one that follows trainer.max_epochs (cosine's T_max) parts such jobs.
+        settings = [job.values["seed"], member_settings(job.values["optim"]), job.values.get("schedule")]
+        key = json.dumps(settings, sort_keys=True)
         by_settings.setdefault(key, []).append(job)
     trajectories = sorted(by_settings.values(), key=lambda trajectory: trajectory[0].values["seed"])
     seeds = sorted({trajectory[0].values["seed"] for trajectory in trajectories})
@@ -320,6 +335,8 @@ def train_group(
         biases.append(model.bias.detach())
     optim = first.optim
     per_member = [member_settings(trajectory[0].values["optim"]) for trajectory in trajectories]
+    factories = [scheduler_factory(trajectory[0].values.get("schedule") or {}) for trajectory in trajectories]
+    lrs = [settings["lr"] for settings in per_member]
     module = MembersModule(
         torch.stack(weights),
         torch.stack(biases),
@@ -329,6 +346,7 @@ def train_group(
         scaler=datamodule.scaler,
         nesterov=bool(optim.get("nesterov")),
         amsgrad=bool(optim.get("amsgrad")),
+        schedules=MemberSchedules(lrs, factories) if any(factories) else None,
     )
     settings = [run_settings(trajectory[0].values, choices, datamodule) for trajectory in trajectories]
     recorder = GroupRecorder(

@@ -17,6 +17,7 @@ from torch import nn
 
 from experiments import stopping
 from experiments.scaling import Scaler
+from experiments.schedules import MemberSchedules
 
 # The optimizers a group can train, by their config's _target_: the per-member settings each update
 # reads, and the options that must be the same for a whole group. A job setting any other option trains alone.
@@ -31,7 +32,8 @@ class MembersModule(pl.LightningModule):
     """`weight` (members x targets x features) and `bias` (members x targets), trained by each
     member's own update rule. `seed_of[t]` says which of the batches' seeds member `t` sees (fastest
     with the members in order of their seed, as many for each).
-    `settings` holds each member's optimizer settings by name (see `BATCHED_OPTIMIZERS`)."""
+    `settings` holds each member's optimizer settings by name (see `BATCHED_OPTIMIZERS`); `schedules`,
+    if any member has one, set each member's learning rate epoch by epoch."""
 
     def __init__(
         self,
@@ -43,12 +45,13 @@ class MembersModule(pl.LightningModule):
         scaler: Scaler | None = None,
         nesterov: bool = False,
         amsgrad: bool = False,
+        schedules: MemberSchedules | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
         self.optimizer, self.nesterov, self.amsgrad = optimizer, nesterov, amsgrad
-        self.scaler = scaler
+        self.scaler, self.schedules = scaler, schedules
         self.settings = {
             name: torch.tensor(values, dtype=torch.float64)[:, None, None] for name, values in settings.items()
         }
@@ -79,8 +82,21 @@ class MembersModule(pl.LightningModule):
             if name in derived:
                 derived[f"1-{name}"] = 1 - derived[name]
         self.as_params = {name: values.to(self.weight.dtype) for name, values in derived.items()}
+        if self.schedules is not None:
+            self._set_lrs(self.schedules.lrs)
+
+    def lrs(self) -> list[float]:
+        """Each member's learning rate in the current epoch."""
+        return self.schedules.lrs if self.schedules is not None else self.settings["lr"].view(-1).tolist()
+
+    def _set_lrs(self, lrs: list[float]) -> None:
+        self.as_float64["lr"] = torch.tensor(lrs, dtype=torch.float64, device=self.weight.device)[:, None, None]
+        self.as_params["lr"] = self.as_float64["lr"].to(self.weight.dtype)
 
     def on_train_epoch_start(self) -> None:
+        if self.schedules is not None and self.steps:  # after the first epoch: the next one's rates
+            self.schedules.step()
+            self._set_lrs(self.schedules.lrs)
         # In float64: a single run adds up its steps' losses in float64 too, a bundle of steps at a time.
         self.epoch_loss_sum = torch.zeros(len(self.weight), dtype=torch.float64, device=self.weight.device)
         self.epoch_steps = 0

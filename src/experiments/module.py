@@ -14,6 +14,7 @@ from experiments import stopping
 from experiments.batches import Bundle
 from experiments.optim import Newton
 from experiments.scaling import Scaler
+from experiments.schedules import SchedulerFactory
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -22,6 +23,9 @@ class RegressionModule(pl.LightningModule):
     """Trains `model` to minimise the mean squared error, the tutorials' loss
     (`torch.sum(diff * diff) / diff.numel()` is exactly `F.mse_loss`), with the optimizer that
     `make_optimizer` (the configured partial) builds over its parameters.
+
+    `make_scheduler` (the configured schedule, if any) sets the learning rate of each epoch (see
+    `experiments.schedules`).
 
     `settings` are what the run was set to do, recorded as its hyperparameters. With a `scaler`
     the model sees standardized batches, and `predict` and `original_weights` answer in the
@@ -36,6 +40,7 @@ class RegressionModule(pl.LightningModule):
         make_optimizer: OptimizerFactory | None = None,
         scaler: Scaler | None = None,
         settings: dict[str, Any] | None = None,
+        make_scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
         if settings is not None:  # what Lightning logs as the run's hparams (hparams.yaml, HPARAMS tab)
@@ -43,6 +48,7 @@ class RegressionModule(pl.LightningModule):
         self.automatic_optimization = False
         self.model = model
         self.make_optimizer = make_optimizer
+        self.make_scheduler = make_scheduler
         self.scaler = scaler
         self.steps = 0  # optimizer steps taken
         self._needs_closure = False
@@ -71,14 +77,19 @@ class RegressionModule(pl.LightningModule):
         weight, bias = self.model.weight.detach(), self.model.bias.detach()
         return self.scaler.original_weights(weight, bias) if self.scaler is not None else (weight, bias)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = self.make_optimizer(self.model.parameters())
         if isinstance(optimizer, Newton):  # the whole training split's curvature, which no batch gives
             optimizer.set_hessian(self.trainer.datamodule.evaluator.hessian_factor())
         self._needs_closure = _requires_closure(optimizer)
-        return optimizer
+        if self.make_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
 
     def on_train_epoch_start(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and self.steps:  # an epoch has trained, here or in the run this resumes
+            scheduler.step()
         self._bundle_losses, self._epoch_steps = [], 0
 
     def training_step(self, bundle: Bundle, bundle_index: int) -> None:

@@ -8,7 +8,7 @@ checkpoints, and failed or missing ones train again. Everything here reads the f
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,9 @@ def _without_resume(overrides: Sequence[Any]) -> list[str]:
     return [str(o) for o in overrides if override_key(str(o)) != "resume"]
 
 
-def prepare_resume(resume: str | None, run_dir: Path, max_epochs: int) -> dict[str, Any] | None:
+def prepare_resume(
+    resume: str | None, run_dir: Path, max_epochs: int, schedule: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The checkpoint a run continues from, loaded as data, or None to train from the start.
 
     `resume` is the run's own folder (`resume=RUN`) or its sweep's (`resume=SWEEP`, or a requeued
@@ -170,13 +172,14 @@ def prepare_resume(resume: str | None, run_dir: Path, max_epochs: int) -> dict[s
     if Path(resume).resolve() != run_dir.resolve() and not resumable(run_dir):
         clear_attempt(run_dir)
         return None
-    checkpoint = resume_point(run_dir, max_epochs)
+    checkpoint = resume_point(run_dir, max_epochs, schedule)
     (run_dir / "hparams.yaml").unlink(missing_ok=True)  # written anew, with the new max_epochs
     return checkpoint
 
 
-def resume_point(run_dir: Path, max_epochs: int) -> dict[str, Any]:
-    """The checkpoint `resume=RUN_DIR` continues from, or one line saying why it cannot."""
+def resume_point(run_dir: Path, max_epochs: int, schedule: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint `resume=RUN_DIR` continues from, with the `schedule` now configured, or one line
+    saying why it cannot."""
     status = read_status(run_dir)
     path = run_dir / "checkpoints" / "last.ckpt"
     if status in ("failed", "diverged"):
@@ -198,7 +201,25 @@ def resume_point(run_dir: Path, max_epochs: int) -> dict[str, Any]:
             f"resume={run_dir}: the run has already trained {epoch} epochs; give trainer.max_epochs=N with N "
             f"above {epoch} to train it longer."
         )
+    _refuse_another_schedule(run_dir, checkpoint, schedule or {})
     return checkpoint
+
+
+def _refuse_another_schedule(run_dir: Path, checkpoint: dict[str, Any], schedule: Mapping[str, Any]) -> None:
+    """A scheduler keeps its settings in its state: a setting that follows `trainer.max_epochs` (cosine's
+    T_max) would change with a longer run, and the schedule with it, in mid-run."""
+    saved = (checkpoint.get("lr_schedulers") or [{}])[0]
+    changed = [
+        key for key, value in schedule.items() if not key.startswith("_") and key in saved and saved[key] != value
+    ]
+    if changed:
+        was = ", ".join(f"schedule.{key}={saved[key]}" for key in changed)
+        now = ", ".join(f"{schedule[key]}" for key in changed)
+        raise UserError(
+            f"resume={run_dir}: the run's learning-rate schedule was set with {was}, which would now be {now} "
+            f"(it follows trainer.max_epochs); a schedule cannot change in mid-run. To train longer, start a new "
+            f"run with the new trainer.max_epochs."
+        )
 
 
 def resumable(run_dir: Path) -> bool:

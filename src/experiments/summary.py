@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +39,15 @@ def objective(summary: dict[str, Any]) -> float:
 def run_settings(
     cfg: "DictConfig | dict[str, Any]", choices: dict[str, str], datamodule: "RegressionDataModule"
 ) -> dict[str, Any]:
-    """What a run was set to do, as its summary and TensorBoard's HPARAMS tab record it."""
+    """What a run was set to do, as its summary and TensorBoard's HPARAMS tab record it: the options of
+    each config group, its optimizer's and its schedule's own settings (`momentum`, `T_max`) by name."""
     return {
         "data": choices.get("data"),
         "model": choices.get("model"),
         "optim": choices.get("optim"),
-        "lr": cfg["optim"]["lr"],
+        **_options(cfg["optim"]),
+        "schedule": choices.get("schedule"),
+        **_options(cfg.get("schedule") or {}),
         "batch_size": datamodule.batch_size,
         "shuffle": datamodule.shuffle,
         "standardize": datamodule.scaler is not None,
@@ -51,6 +55,15 @@ def run_settings(
         "max_epochs": cfg["trainer"]["max_epochs"],
         "seed": cfg["seed"],
         "accelerator": cfg["trainer"]["accelerator"],
+    }
+
+
+def _options(group: Mapping[str, Any]) -> dict[str, Any]:
+    """A config group's settings without the keys that tell Hydra what to build, as plain values."""
+    return {
+        key: list(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        for key, value in group.items()
+        if not key.startswith("_")
     }
 
 

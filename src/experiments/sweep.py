@@ -253,10 +253,11 @@ def _train_group(launcher: "BatchedLauncher", group_jobs: list[Job], bar: tqdm) 
 def describe_plan(jobs: list[Job], groups: dict[str, list[Job]], alone: list[Job]) -> str:
     """How the jobs will train, e.g. "Training 9 jobs: 9 together in 1 group, as 3 trajectories
     (jobs that differ only in epochs share one)."."""
-    trajectories = sum(
-        len({json.dumps([job.values["seed"], job.values["optim"]], sort_keys=True) for job in group_jobs})
-        for group_jobs in groups.values()
-    )
+
+    def trajectory(job: Job) -> str:  # as group.train_group tells them apart
+        return json.dumps([job.values["seed"], job.values["optim"], job.values["schedule"]], sort_keys=True)
+
+    trajectories = sum(len(set(map(trajectory, group_jobs))) for group_jobs in groups.values())
     parts = []
     if groups:
         together = sum(map(len, groups.values()))

@@ -31,6 +31,7 @@ from experiments.landscape import write_landscape
 from experiments.logger import EpochLogger
 from experiments.module import OptimizerFactory, RegressionModule
 from experiments.resume import clear_attempt, prepare_resume
+from experiments.schedules import SchedulerFactory, scheduler_factory
 from experiments.summary import format_result, run_settings, run_summary, write_summary
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
@@ -50,13 +51,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.output_dir)
     # A sweep's job continues what an earlier attempt of it left (requeued by Slurm, or resume=SWEEP).
     resume = cfg.get("resume") or (str(hydra_cfg.sweep.dir) if multirun else None)
-    resumed = prepare_resume(resume, run_dir, cfg.trainer.max_epochs)
+    resumed = prepare_resume(resume, run_dir, cfg.trainer.max_epochs, cfg.schedule)
 
     pl.seed_everything(cfg.seed, verbose=False)  # at every job's start: a multirun reuses the process
     datamodule = build(cfg, "data", seed=cfg.seed)
     model = build(cfg, "model", in_features=datamodule.num_features, out_features=datamodule.num_targets)
     settings = run_settings(cfg, hydra_cfg.runtime.choices, datamodule)
-    module = RegressionModule(model, build_optimizer(cfg), scaler=datamodule.scaler, settings=settings)
+    make_optimizer, make_scheduler = build_optimizer(cfg), build_scheduler(cfg)
+    module = RegressionModule(model, make_optimizer, datamodule.scaler, settings, make_scheduler)
     recorder = EpochRecorder(resumed, cfg.get("checkpoint_minutes"))
     divergence = StopOnDivergence(recorder)
     callbacks = [recorder, divergence] + ([RunPictures(divergence)] if draws_fit_picture(cfg, multirun) else [])
@@ -129,6 +131,18 @@ def build_optimizer(cfg: DictConfig) -> OptimizerFactory:
     except (TypeError, ValueError) as error:
         raise UserError(f"optim: {error}") from error
     return make_optimizer
+
+
+def build_scheduler(cfg: DictConfig) -> SchedulerFactory | None:
+    """The configured schedule as a partial over an optimizer (None: a constant rate), tried once on a
+    stand-in optimizer so that a setting the scheduler refuses stops the run before anything is written."""
+    try:
+        make_scheduler = scheduler_factory(cfg.schedule)
+        if make_scheduler is not None:
+            make_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr))
+    except (TypeError, ValueError, ImportError) as error:
+        raise UserError(f"schedule: {error}") from error
+    return make_scheduler
 
 
 def make_trainer(
