@@ -48,3 +48,19 @@ def test_momentum_trains_its_grid_and_draws_each_jobs_path(tmp_path):
     assert statuses[14] == "ok"  # momentum 0.99 keeps lr 2e-4 stable
     for picture in ("trajectories.png", "lr_curve.png", "loss_curves.png"):
         assert (sweep_dir / picture).stat().st_size > 10_000
+
+
+def test_conditioning_shows_whitening_and_newton_reaching_the_optimum_in_one_step(tmp_path):
+    sweep_dir = _sweep(tmp_path, "experiment=conditioning", "trainer.max_epochs=1")
+    ratios = {
+        job.name.split("=", 1)[1].split(",")[0]: json.loads((job / "summary.json").read_text())["loss_ratio"]
+        for job in sweep_dir.iterdir()
+        if job.is_dir()
+    }
+    assert set(ratios) == {
+        f"{design}_{optim}" for design in ("raw", "standardized", "whitened") for optim in ("gd", "newton")
+    }
+    for one_step in ("whitened_gd", "raw_newton", "standardized_newton", "whitened_newton"):
+        assert ratios[one_step] == pytest.approx(1, abs=1e-9), one_step
+    assert ratios["raw_gd"] > 100 and ratios["standardized_gd"] > 1.01  # gd needs many steps on these
+    assert (sweep_dir / "trajectories.png").stat().st_size > 10_000

@@ -215,7 +215,7 @@ def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
             panels += [None] * (columns - len(names))
     else:  # each run's first target: the others train alike, independently
         panels = [([(label, record)], next(iter(record["targets"])), label) for label, record in paths]
-        columns = min(len(paths), 4)
+        columns = len(paths) if len(paths) <= 4 else 3 if len(paths) % 3 == 0 and len(paths) % 4 else 4
         firsts = {next(iter(record["targets"])) for _, record in paths}
         many = f" (the first of {len(targets)} targets)" if len(targets) > 1 else ""
         title += f", {targets[0]}{many}" if len(firsts) == 1 else ", each run's first target"
