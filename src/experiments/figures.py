@@ -221,7 +221,7 @@ def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
         title += f", {targets[0]}{many}" if len(firsts) == 1 else ", each run's first target"
     rows_count = math.ceil(len(panels) / columns)
     overlaid = any(panel and len(panel[0]) > 1 for panel in panels)
-    fig = _figure(figsize=(5.2 * columns + (2.6 if overlaid else 0), 4.2 * rows_count + 0.6), layout="constrained")
+    fig = _figure(figsize=(5.8 * columns + (2.6 if overlaid else 0), 4.2 * rows_count + 0.6), layout="constrained")
     axes = fig.subplots(rows_count, columns, squeeze=False).flatten()
     for ax, panel in zip(axes, panels):
         if panel:
@@ -267,7 +267,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
     filled = ax.contourf(a1, a2, excess.clamp(min=levels[0]), levels=levels, norm=LogNorm(), cmap="viridis")
     ax.contour(a1, a2, excess, levels=levels, colors="white", linewidths=0.4, alpha=0.5)
     decades = [level for level in levels if math.log10(level).is_integer()]
-    fig.colorbar(filled, ax=ax, label="loss above the optimum (MSE)", ticks=decades, shrink=0.9)
+    fig.colorbar(filled, ax=ax, label="loss above the optimum", ticks=decades, shrink=0.9)
     colors = matplotlib.colormaps["tab10"]
     outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
     for i, (label, run) in enumerate(runs[:LEGEND_RUNS]):
