@@ -8,7 +8,7 @@ import torch
 
 from experiments.compare import write_comparison
 from experiments.datamodule import RegressionDataModule
-from experiments.landscape import kept_points, landscape_record, surface
+from experiments.landscape import WeightPath, landscape_record, surface
 from experiments.runs import load_runs, read_landscape
 from experiments.tables import builtin_table
 from experiments.train import train
@@ -32,7 +32,7 @@ def _direct_loss(table_name: str, target: int, weights: torch.Tensor) -> float:
 def test_the_surface_is_the_loss_the_data_gives_at_every_grid_point(name, standardize):
     data = _setup(name, standardize)
     plane = data.evaluator.plane()
-    record = landscape_record(plane, [], data.target_names, "epoch")  # as landscape.json holds it
+    record = landscape_record(plane, [], torch.zeros(0, 2, 4), data.target_names, "epoch")  # landscape.json's
     generator = torch.Generator().manual_seed(0)
     for t, target_name in enumerate(data.target_names):
         target = record["targets"][target_name]
@@ -106,11 +106,20 @@ def test_a_diverging_run_records_its_flight_and_still_draws(make_cfg):
     assert (run_dir / "landscape.png").is_file()
 
 
-def test_a_long_paths_points_are_spread_on_a_log_scale():
-    assert kept_points(5) == [0, 1, 2, 3, 4]
-    kept = kept_points(100_001)
-    assert kept[:10] == list(range(10)) and kept[-1] == 100_000 and len(kept) <= 1000
-    assert kept == sorted(set(kept))
+def test_a_long_path_keeps_ever_fewer_points_and_writes_at_most_a_thousand():
+    path = WeightPath()
+    for step in range(100_000):
+        path.add(torch.full((1, 1), float(step)), torch.zeros(1))
+    assert path.indices[:1000] == list(range(1000)) and len(path.indices) < 1000 + 500 * 7
+    assert path.indices[1000:1003] == [1000, 1002, 1004]  # every second point after the first thousand
+    state = path.state(torch.tensor([[99_999.0, 0.0]]))
+    assert state["indices"][-1] == 99_999 and state["parameters"][-1, 0, 0] == 99_999
+    assert all(state["parameters"][k, 0, 0] == index for k, index in enumerate(state["indices"]))
+    plane = _setup("toy", standardize=False).evaluator.plane()
+    record = landscape_record(plane, state["indices"], state["parameters"], ["y"], "step")
+    points = record["points"]
+    assert len(points) <= 1000 and points[0] == 0 and points[-1] == 99_999 and points == sorted(set(points))
+    assert record["targets"]["y"]["path"][-1] == [99_999.0, 0.0]  # the weight and the bias themselves
 
 
 def test_a_comparison_overlays_the_runs_paths_and_skips_a_damaged_landscape(make_cfg, tmp_path):
@@ -132,7 +141,7 @@ def test_a_path_of_a_few_mini_batches_an_epoch_has_a_point_per_step(make_cfg):
     assert landscape["each"] == "step" and landscape["points"] == list(range(summary["steps"] + 1)) == list(range(13))
     path = landscape["targets"]["apples"]["path"]
     checkpoint = torch.load(Path(cfg.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    assert len(checkpoint["callbacks"]["EpochRecorder"]["path"]) == 13
+    assert checkpoint["callbacks"]["EpochRecorder"]["path"]["indices"] == list(range(13))
     assert len({tuple(point) for point in path}) == 13  # every step moved the weights
     plane = _setup("crops", standardize=True).evaluator.plane()
     final = [row + [b] for row, b in zip(summary["weights"], summary["bias"])]

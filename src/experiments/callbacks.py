@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from experiments import stopping
 from experiments.evaluation import Evaluator
 from experiments.files import write_whole
-from experiments.landscape import every_step, landscape_record
+from experiments.landscape import WeightPath, every_step, landscape_record
 from experiments.module import RegressionModule
 from experiments.resume import drop_events_after
 
@@ -40,11 +40,8 @@ class EpochRecorder(pl.Callback):
         self.val_loss: float | None = state.get("val_loss")  # on the held-out rows, after the last epoch
         self.train_seconds = state.get("train_seconds", 0.0)  # in the epochs, with their measuring and logging
         self.first_epoch = max(len(self.losses) - 1, 0)  # the epoch this fit starts after
-        # Each epoch's weights on the loss surface's plane (see experiments.landscape); None when
-        # continuing a checkpoint from before paths were recorded.
-        self.path: list[torch.Tensor] | None = (
-            [] if not state else list(state["path"]) if state.get("path") is not None else None
-        )
+        # The weights' path (see experiments.landscape); None when continuing a checkpoint made before paths were kept.
+        self.path = WeightPath(state.get("path")) if state.get("path") is not None or not state else None
         self._resumed = resumed
         self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
         self._epoch_started = 0.0
@@ -63,14 +60,22 @@ class EpochRecorder(pl.Callback):
             "train_seconds": self.train_seconds,
             "seconds": self.earlier_seconds + time.perf_counter() - self._fit_started,
             "generator": self._generator.get_state(),
-            "path": torch.stack(self.path) if self.path else None,
+            "path": self.path.state(self._parameters()) if self.path is not None else None,
         }
+
+    def _parameters(self) -> torch.Tensor:
+        """The model's `[W | b]` now."""
+        model = self._module.model
+        return torch.cat([model.weight.detach(), model.bias.detach()[:, None]], dim=1)
 
     def landscape(self) -> dict[str, Any] | None:
         """What landscape.json records of the run: its path on the loss surface (None if not recorded)."""
-        if self.path is None or not self.path:
+        if self.path is None or not self.path.count:
             return None
-        return landscape_record(self._plane, self.path, self._evaluator.target_names, self._each)
+        state = self.path.state(self._parameters())
+        return landscape_record(
+            self._plane, state["indices"], state["parameters"], self._evaluator.target_names, self._each
+        )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self.started = True
@@ -81,7 +86,8 @@ class EpochRecorder(pl.Callback):
         self._plane = evaluator.plane()
         datamodule = trainer.datamodule
         self._each = "step" if every_step(math.ceil(datamodule.rows / datamodule.batch_size)) else "epoch"
-        pl_module.step_parameters = [] if self._each == "step" else None
+        pl_module.step_path = self.path if self._each == "step" else None
+        self._module = pl_module
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         self._save_after = time.monotonic() + self._checkpoint_seconds
         self._fit_started = time.perf_counter()
@@ -125,12 +131,8 @@ class EpochRecorder(pl.Callback):
     def _record(self, trainer: pl.Trainer, module: RegressionModule, epoch: int) -> None:
         (values,), (losses,) = self._meter.read()
         self.losses.append(losses[0])
-        if self.path is not None:
-            if epoch and self._each == "step":  # the epoch's steps; the last one's weights are those measured
-                self.path += self._plane.project_model(torch.stack(module.step_parameters).cpu()).unbind(0)
-                module.step_parameters.clear()
-            else:
-                self.path.append(self._plane.project(values))
+        if self.path is not None and (epoch == 0 or self._each == "epoch"):  # else the module adds each step
+            self.path.add(module.model.weight, module.model.bias)
         if len(losses) > 1:
             self.val_loss = losses[1]
         train_loss = module.mean_epoch_loss() if epoch > 0 else None

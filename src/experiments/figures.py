@@ -192,7 +192,7 @@ def _positive(value: object) -> bool:
 MAX_TARGET_PANELS = 4  # targets drawn side by side; a wider table's others are left out
 EQUAL_SCALES = 5  # a surface whose contours are ellipses at most this long for their width is drawn to one scale
 SMALL_MULTIPLES = 16  # runs drawn each in its own panel; more are overlaid
-GRID = 160  # points along each axis of a loss surface
+GRID = 100  # points along each axis of a loss surface
 
 
 def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
@@ -265,9 +265,11 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
     step = 0.5 if last - first <= 8 else 1  # levels at whole (or half) powers of ten
     levels = [10.0**e for e in torch.arange(first, last + step / 2, step).tolist()]
     filled = ax.contourf(a1, a2, excess.clamp(min=levels[0]), levels=levels, norm=LogNorm(), cmap="viridis")
-    ax.contour(a1, a2, excess, levels=levels, colors="white", linewidths=0.4, alpha=0.5)
     decades = [level for level in levels if math.log10(level).is_integer()]
-    fig.colorbar(filled, ax=ax, label="loss above the optimum", ticks=decades, shrink=0.9)
+    bar = fig.colorbar(filled, ax=ax, label="loss above the optimum", ticks=decades, shrink=0.9)
+    bar.ax.set_yticklabels(
+        [_power_of_ten(level) for level in decades]
+    )  # plain text: mathtext costs a tenth of a second
     colors = matplotlib.colormaps["tab10"]
     outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
     for i, (label, run) in enumerate(runs[:LEGEND_RUNS]):
@@ -309,6 +311,13 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
         ax.set_aspect("equal")
     ax.set_title(title, fontsize="medium")
     ax.ticklabel_format(style="sci", scilimits=(-3, 4))
+
+
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _power_of_ten(value: float) -> str:
+    return "10" + str(round(math.log10(value))).translate(SUPERSCRIPTS)
 
 
 def _extent(targets: list[dict]) -> tuple[list[float], list[float]]:

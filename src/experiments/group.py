@@ -26,7 +26,7 @@ from experiments.config import TrainerConfig, Values
 from experiments.evaluation import ParameterMeter
 from experiments.files import write_whole
 from experiments.jobs import Job
-from experiments.landscape import every_step, landscape_record, write_landscape
+from experiments.landscape import WeightPath, every_step, landscape_record, write_landscape
 from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
 from experiments.schedules import BATCHED_SCHEDULES, MemberSchedules, scheduler_factory
@@ -101,7 +101,7 @@ class GroupRecorder(pl.Callback):
         self.loggers: dict[int, EpochLogger] = {}
         self._meter: ParameterMeter | None = None  # made when training starts
         self.losses: list[list[float]] = [[] for _ in trajectories]
-        self.paths: list[list[torch.Tensor]] = [[] for _ in trajectories]  # on the loss surface's plane
+        self.path = WeightPath()  # every member's (see experiments.landscape)
         self.diverged_at: list[int | None] = [None] * len(trajectories)
         self.started = time.perf_counter()
         self._checkpoint_seconds = 60 * checkpoint_minutes if checkpoint_minutes else math.inf
@@ -113,8 +113,10 @@ class GroupRecorder(pl.Callback):
         self.evaluator = evaluator = datamodule.evaluator
         self._meter = evaluator.meter(module.weight, module.bias)
         self._plane = evaluator.plane()
-        self._each = "step" if every_step(math.ceil(datamodule.rows / datamodule.batch_size)) else "epoch"
-        module.step_parameters = [] if self._each == "step" else None
+        steps_per_epoch = math.ceil(datamodule.rows / datamodule.batch_size)
+        self._each = "step" if every_step(steps_per_epoch) else "epoch"
+        self._points_per_epoch = steps_per_epoch if self._each == "step" else 1
+        module.step_path = self.path if self._each == "step" else None
         self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
         for jobs in self.trajectories:
             for job in jobs:
@@ -144,16 +146,13 @@ class GroupRecorder(pl.Callback):
         values, losses = self._meter.read()
         lrs = module.lrs() if epoch else None
         train_losses = (module.epoch_loss_sum / max(module.epoch_steps, 1)).tolist() if epoch else None
-        steps = None  # each step's coordinates (steps, members, targets, 2), when the path keeps every step
-        if epoch and self._each == "step":
-            steps = self._plane.project_model(torch.stack(module.step_parameters).cpu())
-            module.step_parameters.clear()
+        if epoch == 0 or self._each == "epoch":  # else the module adds each step
+            self.path.add(module.weight, module.bias)
         running = 0
         for t, jobs in enumerate(self.trajectories):
             if self.diverged_at[t] is not None:
                 continue
             self.losses[t].append(losses[t][0])
-            self.paths[t] += steps[:, t].unbind(0) if steps is not None else [self._plane.project(values[t])]
             metrics = epoch_metrics(
                 self._tags, values[t], losses[t], self.evaluator, train_losses and train_losses[t], lrs and lrs[t]
             )
@@ -211,7 +210,10 @@ class GroupRecorder(pl.Callback):
         hparams = self._hparams(t, job)
         logger.write_pending()
         logger.log_hyperparams(hparams, metrics=final, step=epochs)
-        landscape = landscape_record(self._plane, self.paths[t], evaluator.target_names, self._each)
+        path = self._member_path(module, t)
+        landscape = landscape_record(
+            self._plane, path["indices"], path["parameters"], evaluator.target_names, self._each
+        )
         if self.fit_picture:
             if status == "ok":
                 self._draw_fit(logger, module, t, epochs)
@@ -237,6 +239,12 @@ class GroupRecorder(pl.Callback):
         )
         write_summary(job.output_dir, summary)
         write_landscape(job.output_dir, landscape)
+
+    def _member_path(self, module: MembersModule, t: int) -> dict[str, Any]:
+        """Trajectory `t`'s path up to where it is now (see `WeightPath.state`)."""
+        final = torch.cat([module.weight[t].detach(), module.bias[t].detach()[:, None]], dim=1)
+        count = 1 + (len(self.losses[t]) - 1) * self._points_per_epoch
+        return self.path.state(final, member=t, count=count)
 
     def _hparams(self, t: int, job: Job) -> dict[str, Any]:
         return {**self.settings[t], "max_epochs": job.values["trainer"]["max_epochs"], "seed": job.values["seed"]}
@@ -295,7 +303,7 @@ class GroupRecorder(pl.Callback):
                     "train_seconds": time.perf_counter() - self.started,
                     "seconds": time.perf_counter() - self.started,
                     "generator": generator.get_state(),
-                    "path": torch.stack(self.paths[t]),
+                    "path": self._member_path(module, t),
                 }
             },
         }

@@ -14,6 +14,7 @@ units. The plane depends only on the data and how it is transformed, so every ru
 data shares it, and a sweep overlays its jobs' paths on one surface (trajectories.png).
 """
 
+import bisect
 import json
 import math
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class Plane:
 
     def project_model(self, parameters: torch.Tensor) -> torch.Tensor:
         """The coordinates (..., targets, 2) of the model's own `[W | b]` (..., targets, features + 1)."""
-        return torch.einsum("tij,...tj->...ti", self.from_model, parameters.double()) + self.from_model_offset
+        return (self.from_model @ parameters.double()[..., None])[..., 0] + self.from_model_offset
 
 
 def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, feature_names: list[str]) -> Plane:
@@ -121,21 +122,61 @@ def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, featu
     )
 
 
-def kept_points(count: int) -> list[int]:
-    """Which of a path's `count` points to keep: all, up to `MAX_PATH_POINTS`; else the first ones,
-    then points spread on a log scale, and always the last."""
-    if count <= MAX_PATH_POINTS:
-        return list(range(count))
-    spread = torch.logspace(0, math.log10(count - 1), MAX_PATH_POINTS).round().long().unique().tolist()
-    return sorted({0, *spread, count - 1})
+class WeightPath:
+    """The model's `[W | b]` (..., targets, features + 1) at the points of a path: before training,
+    then after each step or epoch. Kept as the model holds them, on its device, and put on the plane
+    only when written. Every point is kept up to `MAX_PATH_POINTS`, then ever fewer (every 2nd, 4th,
+    ...: about `MAX_PATH_POINTS / 2` more for each doubling of the path), so a long run stays small."""
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        state = state or {"indices": [], "parameters": [], "count": 0}
+        self.indices: list[int] = list(state["indices"])  # of the points kept
+        self.parameters: list[torch.Tensor] = list(state["parameters"])
+        self.count: int = state["count"]  # points so far, kept or not
+        self._stack = torch.zeros(0)
+
+    def add(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        index, self.count = self.count, self.count + 1
+        if index < MAX_PATH_POINTS or index % (1 << (index // MAX_PATH_POINTS).bit_length()) == 0:
+            self.indices.append(index)
+            self.parameters.append(torch.cat([weight.detach(), bias.detach()[..., None]], dim=-1))
+
+    def state(self, final: torch.Tensor, member: int | None = None, count: int | None = None) -> dict[str, Any]:
+        """The path as a checkpoint holds it, ending at its latest point (`count - 1`, by default
+        the last added), whose `[W | b]` is `final`; of member `member` alone, for a sweep group's path."""
+        count = self.count if count is None else count
+        end = bisect.bisect_left(self.indices, count - 1)
+        if len(self._stack) != len(self.parameters):  # stacked once for all the members finishing together
+            self._stack = torch.stack([p.to(final.device) for p in self.parameters]) if self.parameters else final[:0]
+        earlier = self._stack[:end] if end else final.detach()[None][:0]
+        if member is not None and end:
+            earlier = earlier[:, member]
+        return {
+            "indices": self.indices[:end] + [count - 1],
+            "parameters": torch.cat([earlier, final.detach()[None].to(earlier)]),
+            "count": count,
+        }
 
 
-def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[str], each: str) -> dict[str, Any]:
-    """What landscape.json holds: the plane's surfaces and the path on them, a point before training
-    and after each step or epoch (`each`), thinned by `kept_points`, each target's by name.
-    Non-finite points (a diverged run's) are null."""
-    kept = kept_points(len(path))
-    points = torch.stack([path[i] for i in kept]) if path else torch.zeros(0, len(target_names), 2)
+def _thinned(indices: list[int]) -> list[int]:
+    """Positions in `indices` (the kept points' numbers, ascending) of at most `MAX_PATH_POINTS`
+    points to write: all, if so few; else points spread on a log scale, and always the first and last."""
+    if len(indices) <= MAX_PATH_POINTS:
+        return list(range(len(indices)))
+    last = indices[-1]
+    targets = torch.logspace(0, math.log10(last), MAX_PATH_POINTS, dtype=torch.float64).tolist()
+    positions = {0, len(indices) - 1, *(bisect.bisect_left(indices, round(target)) for target in targets)}
+    return sorted(position for position in positions if position < len(indices))
+
+
+def landscape_record(
+    plane: Plane, indices: list[int], parameters: torch.Tensor, target_names: list[str], each: str
+) -> dict[str, Any]:
+    """What landscape.json holds: the plane's surfaces and the path on them, from the model's
+    `[W | b]` at the points `indices` (0: before training, then after each step or epoch, `each`),
+    thinned to at most `MAX_PATH_POINTS`, each target's by name. Non-finite points (a diverged run's) are null."""
+    kept = _thinned(indices)
+    points = plane.project_model(parameters[kept].cpu()) if kept else torch.zeros(0, len(target_names), 2)
 
     def finite(pair: torch.Tensor) -> list[float] | None:
         return pair.tolist() if bool(torch.isfinite(pair).all()) else None
@@ -144,7 +185,7 @@ def landscape_record(plane: Plane, path: list[torch.Tensor], target_names: list[
         "axes": list(plane.axes),
         "design": plane.design,
         "each": each,  # step or epoch
-        "points": kept,  # the steps or epochs the path's points come after (0: the start)
+        "points": [indices[k] for k in kept],  # the steps or epochs the path's points come after (0: the start)
         "targets": {
             name: {
                 "optimal_loss": plane.optimal_loss[t],

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from experiments import stopping
+from experiments.landscape import WeightPath
 from experiments.scaling import Scaler
 from experiments.schedules import MemberSchedules
 
@@ -68,7 +69,7 @@ class MembersModule(pl.LightningModule):
         self.steps = 0
         self.epoch_loss_sum: torch.Tensor | None = None  # each member's sum of mini-batch losses this epoch
         self.epoch_steps = 0
-        self.step_parameters: list[torch.Tensor] | None = None  # each step's [W | b], while a recorder keeps them
+        self.step_path: WeightPath | None = None  # where each step's weights go, when the path keeps every step
 
     def configure_optimizers(self) -> None:
         return None  # each member's update is applied in `_update`
@@ -111,8 +112,8 @@ class MembersModule(pl.LightningModule):
             self.steps += 1
             self._update(self.weight, weight_grad, "weight")
             self._update(self.bias, bias_grad[:, :, None], "bias")
-            if self.step_parameters is not None:
-                self.step_parameters.append(torch.cat([self.weight, self.bias[:, :, None]], dim=2))
+            if self.step_path is not None:
+                self.step_path.add(self.weight, self.bias)
 
     def _gradients(
         self, per_seed: tuple[tuple[torch.Tensor, torch.Tensor], ...]

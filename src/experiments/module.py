@@ -12,6 +12,7 @@ from torch import nn
 
 from experiments import stopping
 from experiments.batches import Bundle
+from experiments.landscape import WeightPath
 from experiments.optim import Newton
 from experiments.scaling import Scaler
 from experiments.schedules import SchedulerFactory
@@ -54,7 +55,7 @@ class RegressionModule(pl.LightningModule):
         self._needs_closure = False
         self._bundle_losses: list[torch.Tensor] = []  # this epoch's, one sum a bundle
         self._epoch_steps = 0
-        self.step_parameters: list[torch.Tensor] | None = None  # each step's [W | b], while a recorder keeps them
+        self.step_path: WeightPath | None = None  # where each step's weights go, when the path keeps every step
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Plain attributes skip nn.Module's search of parameters and submodules: Lightning sets one around every hook.
@@ -99,8 +100,8 @@ class RegressionModule(pl.LightningModule):
         losses = []
         for features, targets in bundle:
             losses.append(self._step(optimizer, features, targets))
-            if self.step_parameters is not None:
-                self.step_parameters.append(torch.cat([self.model.weight, self.model.bias[:, None]], dim=1).detach())
+            if self.step_path is not None:
+                self.step_path.add(self.model.weight, self.model.bias)
         if losses:  # one sum a bundle: adding up every step's loss as it comes costs a tensor op a step
             self._bundle_losses.append(torch.stack(losses).sum())
         self._epoch_steps += len(losses)
