@@ -191,42 +191,52 @@ def _positive(value: object) -> bool:
 
 MAX_TARGET_PANELS = 4  # targets drawn side by side; a wider table's others are left out
 EQUAL_SCALES = 5  # a surface whose contours are ellipses at most this long for their width is drawn to one scale
+NAMED_PATHS = 10  # paths drawn each in its colour, named in the legend; a big sweep's others are drawn together
 SMALL_MULTIPLES = 16  # runs drawn each in its own panel; more are overlaid
-GRID = 100  # points along each axis of a loss surface
+GRID = 200  # points along each axis of a loss surface
 
 
 def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
     """Loss surfaces (contours of the loss above the optimum, log-spaced) with the paths of runs
     across them: `paths` holds each run's label and landscape record (landscape.json, see
-    `experiments.landscape`). One run: a panel per target. Up to `SMALL_MULTIPLES` runs: a panel per
-    run, of the first target. More: the runs on the same surface overlaid, a row per surface."""
-    targets = list(paths[0][1]["targets"])
-    if len(paths) == 1 or len(paths) > SMALL_MULTIPLES:
-        rows: dict[str, list[tuple[str, dict]]] = {}
-        for label, record in paths:
-            surfaces = {name: {k: v for k, v in t.items() if k != "path"} for name, t in record["targets"].items()}
-            key = json.dumps([record["axes"], record["design"], surfaces], sort_keys=True)
-            rows.setdefault(key, []).append((label, record))
-        columns = max(min(len(runs[0][1]["targets"]), MAX_TARGET_PANELS) for runs in rows.values())
-        panels = []
-        for runs in rows.values():
-            names = list(runs[0][1]["targets"])[:MAX_TARGET_PANELS]
-            panels += [(runs, name, _surface_title(runs[0][1], name, len(rows) > 1)) for name in names]
-            panels += [None] * (columns - len(names))
-    else:  # each run's first target: the others train alike, independently
+    `experiments.landscape`). One run: a panel per target. Several: each run's first target (the
+    others train alike, independently), in a panel per run up to `SMALL_MULTIPLES` runs, else the
+    runs on the same surface overlaid, a panel per surface."""
+    if len(paths) == 1:
+        ((_, record),) = paths
+        panels = [
+            (paths, name, _surface_title(record, name, False)) for name in list(record["targets"])[:MAX_TARGET_PANELS]
+        ]
+    elif len(paths) <= SMALL_MULTIPLES:
         panels = [([(label, record)], next(iter(record["targets"])), label) for label, record in paths]
-        columns = len(paths) if len(paths) <= 4 else 3 if len(paths) % 3 == 0 and len(paths) % 4 else 4
+    else:
+        surfaces: dict[str, list[tuple[str, dict]]] = {}
+        for label, record in paths:
+            name, target = next(iter(record["targets"].items()))
+            shape = {k: v for k, v in target.items() if k != "path"}
+            surfaces.setdefault(json.dumps([record["axes"], record["design"], name, shape]), []).append((label, record))
+        panels = [
+            (
+                runs,
+                next(iter(runs[0][1]["targets"])),
+                _surface_title(runs[0][1], next(iter(runs[0][1]["targets"])), len(surfaces) > 1),
+            )
+            for runs in surfaces.values()
+        ]
+    if len(paths) > 1:
+        targets = list(paths[0][1]["targets"])
         firsts = {next(iter(record["targets"])) for _, record in paths}
         many = f" (the first of {len(targets)} targets)" if len(targets) > 1 else ""
         title += f", {targets[0]}{many}" if len(firsts) == 1 else ", each run's first target"
-    rows_count = math.ceil(len(panels) / columns)
-    overlaid = any(panel and len(panel[0]) > 1 for panel in panels)
-    fig = _figure(figsize=(5.8 * columns + (2.6 if overlaid else 0), 4.2 * rows_count + 0.6), layout="constrained")
-    axes = fig.subplots(rows_count, columns, squeeze=False).flatten()
+    count = len(panels)
+    columns = count if count <= 4 else 3 if count % 3 == 0 and count % 4 else 4
+    rows = math.ceil(count / columns)
+    overlaid = any(len(runs) > 1 for runs, _, _ in panels)
+    fig = _figure(figsize=(5.8 * columns + (2.6 if overlaid else 0), 4.2 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).flatten()
     for ax, panel in zip(axes, panels):
-        if panel:
-            _draw_surface(ax, fig, *panel)
-    for ax in [ax for ax, panel in zip(axes, panels) if not panel] + list(axes[len(panels) :]):
+        _draw_surface(ax, fig, *panel)
+    for ax in axes[count:]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     if overlaid:
@@ -272,7 +282,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
     )  # plain text: mathtext costs a tenth of a second
     colors = matplotlib.colormaps["tab10"]
     outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
-    for i, (label, run) in enumerate(runs[:LEGEND_RUNS]):
+    for i, (label, run) in enumerate(runs[:NAMED_PATHS]):
         points = [p for p in run["targets"][name]["path"] if p is not None]
         if not points:
             continue
@@ -299,7 +309,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
             markeredgecolor="black",
             label="start" if alone else None,
         )
-    unnamed = [[p for p in run["targets"][name]["path"] if p is not None] for _, run in runs[LEGEND_RUNS:]]
+    unnamed = [[p for p in run["targets"][name]["path"] if p is not None] for _, run in runs[NAMED_PATHS:]]
     if any(unnamed):  # a big sweep's other runs, drawn together as one artist
         from matplotlib.collections import LineCollection
 

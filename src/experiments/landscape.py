@@ -177,9 +177,8 @@ def landscape_record(
     thinned to at most `MAX_PATH_POINTS`, each target's by name. Non-finite points (a diverged run's) are null."""
     kept = _thinned(indices)
     points = plane.project_model(parameters[kept].cpu()) if kept else torch.zeros(0, len(target_names), 2)
-
-    def finite(pair: torch.Tensor) -> list[float] | None:
-        return pair.tolist() if bool(torch.isfinite(pair).all()) else None
+    finite = torch.isfinite(points).all(dim=-1).T.tolist()  # (targets, points)
+    coordinates = points.transpose(0, 1).tolist()
 
     return {
         "axes": list(plane.axes),
@@ -191,7 +190,7 @@ def landscape_record(
                 "optimal_loss": plane.optimal_loss[t],
                 "center": plane.center[t].tolist(),
                 "curvature": plane.curvature[t].tolist(),
-                "path": [finite(point) for point in points[:, t]],
+                "path": [pair if ok else None for pair, ok in zip(coordinates[t], finite[t])],
             }
             for t, name in enumerate(target_names)
         },
