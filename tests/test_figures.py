@@ -28,9 +28,9 @@ def test_the_lr_curve_draws_a_line_per_epoch_count_and_marks_the_diverged_jobs()
     lines = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata())) for line in ax.get_lines()}
     assert lines["100 epochs"] == [(1e-6, 900.0), (1e-5, 290.0)]  # by learning rate
     assert lines["1000 epochs"] == [(1e-6, 300.0), (1e-5, 8.0)]
-    assert [x for x, _ in lines["diverged"]] == [2e-4, 2e-4]
-    assert {y for _, y in lines["diverged"]} == {ax.get_ylim()[1]}  # at the top, where no finished job is
-    assert [x for x, _ in lines["largest stable lr (full batch)"]] == [1.1e-4, 1.1e-4]
+    assert [x for x, _ in lines["diverged (at its lr)"]] == [2e-4, 2e-4]
+    assert {y for _, y in lines["diverged (at its lr)"]} == {ax.get_ylim()[1]}  # at the top, where no finished job is
+    assert [x for x, _ in lines["largest stable lr (full-batch gd, no momentum)"]] == [1.1e-4, 1.1e-4]
     assert ax.get_xscale() == ax.get_yscale() == "log"
 
 

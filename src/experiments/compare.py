@@ -137,7 +137,7 @@ def _compare(argv: list[str] | None) -> int:
         "--out",
         type=Path,
         default=Path("."),
-        help="folder for summary.csv, summary.md and loss_curves.png (default: here)",
+        help="folder for summary.csv, summary.md and the pictures (default: here)",
     )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -158,8 +158,6 @@ def _compare(argv: list[str] | None) -> int:
             file=sys.stderr,
         )
         return 2
-    print(
-        f"\n{len(runs)} runs. Wrote {args.out / 'summary.csv'}, {args.out / 'summary.md'} and "
-        f"{args.out / 'loss_curves.png'}."
-    )
+    pictures = [name for name in ("loss_curves.png", "lr_curve.png", "trajectories.png") if (args.out / name).is_file()]
+    print(f"\n{len(runs)} runs. Wrote summary.csv, summary.md, {', '.join(pictures)} in {args.out}.")
     return 0

@@ -169,11 +169,17 @@ def lr_curve_figure(runs: list["Run"]) -> "Figure":
     if diverged:
         top = ax.get_ylim()[1] if lines else 10.0
         lrs = [lr for lr, _ in diverged]
-        ax.plot(lrs, [top] * len(lrs), "x", color="red", markersize=9, clip_on=False, label="diverged")
+        ax.plot(lrs, [top] * len(lrs), "X", color="black", markersize=9, clip_on=False, label="diverged (at its lr)")
         ax.set_ylim(top=top)
     stable = {run.summary.get("max_stable_lr") for run in runs if _positive(run.summary.get("max_stable_lr"))}
     if len(stable) == 1:
-        ax.axvline(stable.pop(), color="black", linestyle="--", linewidth=1, label="largest stable lr (full batch)")
+        ax.axvline(
+            stable.pop(),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="largest stable lr (full-batch gd, no momentum)",
+        )
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="the optimum (1x)")
     ax.set(
         xlabel="learning rate (optim.lr)",
@@ -202,19 +208,27 @@ def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
     `experiments.landscape`). One run: a panel per target. Several: each run's first target (the
     others train alike, independently), in a panel per run up to `SMALL_MULTIPLES` runs, else the
     runs on the same surface overlaid, a panel per surface."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10" if len(paths) <= 10 else "plasma"]
+    paths = [
+        (label, record, "white" if len(paths) == 1 else palette(i if len(paths) <= 10 else i / (len(paths) - 1) * 0.9))
+        for i, (label, record) in enumerate(paths)
+    ]  # each run's colour, the same in every panel; plasma's last tenth is too pale on the surface
     if len(paths) == 1:
-        ((_, record),) = paths
+        ((_, record, _),) = paths
         panels = [
             (paths, name, _surface_title(record, name, False)) for name in list(record["targets"])[:MAX_TARGET_PANELS]
         ]
     elif len(paths) <= SMALL_MULTIPLES:
-        panels = [([(label, record)], next(iter(record["targets"])), label) for label, record in paths]
+        panels = [([(label, record, color)], next(iter(record["targets"])), label) for label, record, color in paths]
     else:
-        surfaces: dict[str, list[tuple[str, dict]]] = {}
-        for label, record in paths:
+        surfaces: dict[str, list[tuple[str, dict, object]]] = {}
+        for label, record, color in paths:
             name, target = next(iter(record["targets"].items()))
             shape = {k: v for k, v in target.items() if k != "path"}
-            surfaces.setdefault(json.dumps([record["axes"], record["design"], name, shape]), []).append((label, record))
+            key = json.dumps([record["axes"], record["design"], name, shape])
+            surfaces.setdefault(key, []).append((label, record, color))
         panels = [
             (
                 runs,
@@ -225,7 +239,7 @@ def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
         ]
     if len(paths) > 1:
         targets = list(paths[0][1]["targets"])
-        firsts = {next(iter(record["targets"])) for _, record in paths}
+        firsts = {next(iter(record["targets"])) for _, record, _ in paths}
         many = f" (the first of {len(targets)} targets)" if len(targets) > 1 else ""
         title += f", {targets[0]}{many}" if len(firsts) == 1 else ", each run's first target"
     count = len(panels)
@@ -238,9 +252,12 @@ def landscape_figure(paths: list[tuple[str, dict]], title: str) -> "Figure":
         _draw_surface(ax, fig, *panel)
     for ax in axes[count:]:
         ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
+    legend = {}  # every panel's named runs, once each
+    for ax in axes[:count]:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    labels, handles = list(legend), list(legend.values())
     if overlaid:
-        fig.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
+        fig.legend(handles, labels, loc="outside right center", fontsize="small", frameon=False)
     else:
         fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     fig.suptitle(title)
@@ -252,9 +269,9 @@ def _surface_title(record: dict, name: str, with_design: bool) -> str:
     return f"{name}{design}: optimal loss {record['targets'][name]['optimal_loss']:.4g}"
 
 
-def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, title: str) -> None:
-    """One target's surface and every run's path on it."""
-    import matplotlib
+def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict, object]], name: str, title: str) -> None:
+    """One target's surface and every run's path on it, in its colour (`runs`: label, record, colour);
+    of many runs, `NAMED_PATHS` spread through them are named."""
     import matplotlib.patheffects as effects
     from matplotlib.colors import LogNorm
 
@@ -262,7 +279,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
 
     record = runs[0][1]
     target = record["targets"][name]
-    low, high = _extent([run["targets"][name] for _, run in runs])
+    low, high = _extent([run["targets"][name] for _, run, _ in runs])
     a1, a2 = torch.meshgrid(
         torch.linspace(low[0], high[0], GRID, dtype=torch.float64),
         torch.linspace(low[1], high[1], GRID, dtype=torch.float64),
@@ -280,40 +297,38 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict]], name: str, ti
     bar.ax.set_yticklabels(
         [_power_of_ten(level) for level in decades]
     )  # plain text: mathtext costs a tenth of a second
-    colors = matplotlib.colormaps["tab10"]
     outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
-    for i, (label, run) in enumerate(runs[:NAMED_PATHS]):
+    alone = len(runs) == 1
+    named = {
+        round(k * (len(runs) - 1) / max(min(len(runs), NAMED_PATHS) - 1, 1)) for k in range(min(len(runs), NAMED_PATHS))
+    }
+    unnamed, unnamed_colors = [], []
+    for position, (label, run, color) in enumerate(runs):
         points = [p for p in run["targets"][name]["path"] if p is not None]
         if not points:
             continue
+        if position not in named:  # a big sweep's other runs, drawn together below as one artist
+            unnamed.append(points)
+            unnamed_colors.append(color)
+            continue
         xs, ys = zip(*points)
-        alone = len(runs) == 1
-        color = "white" if alone else colors(i % 10)
+        color = "white" if alone else color  # a panel of its own: its title names the run
         ax.plot(
             xs,
             ys,
             "-",
             color=color,
             linewidth=1.6 if alone else 1.1,
-            marker="osD^v"[i // 10 % 5] if len(xs) <= 60 else None,  # past ten runs, tab10's colours repeat
+            marker="o" if len(xs) <= 60 else None,
             markersize=2.5 if alone else 3,
             path_effects=outline if alone else None,
             label=f"path (after each {run.get('each', 'epoch')})" if alone else label,
         )
-        ax.plot(
-            xs[0],
-            ys[0],
-            "o",
-            color=color,
-            markersize=8,
-            markeredgecolor="black",
-            label="start" if alone else None,
-        )
-    unnamed = [[p for p in run["targets"][name]["path"] if p is not None] for _, run in runs[NAMED_PATHS:]]
-    if any(unnamed):  # a big sweep's other runs, drawn together as one artist
+        ax.plot(xs[0], ys[0], "o", color=color, markersize=8, markeredgecolor="black", label="start" if alone else None)
+    if unnamed:
         from matplotlib.collections import LineCollection
 
-        ax.add_collection(LineCollection([line for line in unnamed if line], colors="white", linewidths=0.6, alpha=0.5))
+        ax.add_collection(LineCollection(unnamed, colors=unnamed_colors, linewidths=0.7, alpha=0.7))
     center = target["center"]
     ax.plot(*center, "*", color="white", markersize=16, markeredgecolor="black", label="optimum (least squares)")
     ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=record["axes"][0], ylabel=record["axes"][1])

@@ -107,7 +107,7 @@ def loss_plane(qr: QRFactor, optimum: LeastSquares, scaler: Scaler | None, featu
     # Orthogonal projection in the model's coordinates, where the directions are orthonormal.
     projection = directions.T @ torch.linalg.inv(to_data)
     return Plane(
-        axes=("along the steepest direction", "along the flattest direction"),
+        axes=("along the most curved direction", "along the least curved direction"),
         design=kind,
         optimum=optimal,
         basis=basis,

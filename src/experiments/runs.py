@@ -30,10 +30,12 @@ class Run:
 
     @property
     def sort_key(self) -> tuple[int, float]:
-        """Finished runs by final loss, then interrupted, diverged and failed ones."""
-        loss = self.summary.get("final_loss")
+        """Finished runs by how close to their optimum they came (the loss ratio: runs on different data
+        compare fairly; on the same data it orders as the final loss does), then interrupted, diverged and
+        failed ones."""
+        ratio = self.summary.get("loss_ratio", self.summary.get("final_loss"))
         rank = STATUS_ORDER.get(self.summary.get("status"), len(STATUS_ORDER))
-        return rank, loss if loss is not None and math.isfinite(loss) else math.inf
+        return rank, ratio if isinstance(ratio, (int, float)) and math.isfinite(ratio) else math.inf
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
