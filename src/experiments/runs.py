@@ -29,13 +29,15 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
-    def sort_key(self) -> tuple[int, float]:
+    def sort_key(self) -> tuple[int, float, float]:
         """Finished runs by how close to their optimum they came (the loss ratio: runs on different data
         compare fairly; on the same data it orders as the final loss does), then interrupted, diverged and
         failed ones."""
-        ratio = self.summary.get("loss_ratio", self.summary.get("final_loss"))
         rank = STATUS_ORDER.get(self.summary.get("status"), len(STATUS_ORDER))
-        return rank, ratio if isinstance(ratio, (int, float)) and math.isfinite(ratio) else math.inf
+        ratio, loss = (self.summary.get(key) for key in ("loss_ratio", "final_loss"))
+        return rank, *(
+            value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf for value in (ratio, loss)
+        )
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
