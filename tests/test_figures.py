@@ -41,3 +41,5 @@ def test_only_a_sweep_of_learning_rates_gets_an_lr_curve(tmp_path):
     assert not varies_lr(one_lr)
     write_comparison(one_lr, tmp_path / "epochs", print_table=False)
     assert not (tmp_path / "epochs" / "lr_curve.png").exists()
+    recipes = [run(1e-4, 100, ratio=8.0), run(0.5, 1000, ratio=1.0)]  # each its own lr and epochs: no curve to draw
+    assert not varies_lr(recipes)

@@ -249,7 +249,10 @@ def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, An
     """The run's path on its loss surface: landscape.png in `run_dir`, and `landscape` in TensorBoard's IMAGES tab."""
     from experiments.figures import landscape_figure, png_of
 
-    figure = landscape_figure([("", landscape)], title=f"The path of the weights on the loss surface ({epoch} epochs)")
+    figure = landscape_figure(
+        [("", landscape)],
+        title=f"The path of the weights on the loss surface ({epoch} epoch{'s' if epoch != 1 else ''})",
+    )
     png = png_of(figure)  # drawn once for both
     write_whole(run_dir / "landscape.png", png)
     logger.experiment.add_png("landscape", png, global_step=epoch)

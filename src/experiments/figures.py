@@ -137,8 +137,14 @@ LINE_SETTINGS = {
 
 
 def varies_lr(runs: list["Run"]) -> bool:
-    """Whether the runs try more than one learning rate (a learning-rate curve says something)."""
-    return len({run.summary.get("lr") for run in runs if _positive(run.summary.get("lr"))}) > 1
+    """Whether some runs alike in everything the curve draws lines for (`LINE_SETTINGS`) try more than
+    one learning rate: then a learning-rate curve says something (not for recipes that each set their own)."""
+    lrs: dict[tuple, set[float]] = {}
+    for run in runs:
+        if _positive(run.summary.get("lr")):
+            key = tuple(str(run.summary.get(setting)) for setting in LINE_SETTINGS)
+            lrs.setdefault(key, set()).add(run.summary["lr"])
+    return any(len(values) > 1 for values in lrs.values())
 
 
 def lr_curve_figure(runs: list["Run"]) -> "Figure":
