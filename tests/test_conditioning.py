@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from test_launcher import run_sweep
 
 from experiments.config import CONFIG_DIR
 from experiments.csv_table import read_csv
@@ -17,7 +18,6 @@ from experiments.predict import predict
 from experiments.runs import load_trained_module
 from experiments.tables import builtin_table
 from experiments.train import train
-from helpers import REPO
 
 POLYNOMIAL = ["data=csv", "data.path=polynomial.csv", "data.targets=[y]"]
 
@@ -182,25 +182,8 @@ def test_dependent_features_are_refused_and_leave_no_run_folder(overrides, refus
 
 
 def test_newton_jobs_of_a_sweep_train_one_by_one(hydra_sweep_runner, tmp_path, capsys):
-    from experiments.cli import train_task
-
-    overrides = [
-        "optim=newton",
-        "optim.lr=1,0.5",
-        "trainer.precision=64",
-        "trainer.max_epochs=1",
-        "hydra.mode=MULTIRUN",
-    ]
-    sweep = hydra_sweep_runner(
-        calling_file=str(REPO / "train.py"),
-        calling_module=None,
-        task_function=train_task,
-        config_path="conf",
-        config_name="config",
-        overrides=overrides,
-        temp_dir=tmp_path,
-    )
-    sweep.train_together = train_task.train_together  # the runner hands Hydra itself as the task
+    overrides = ["optim=newton", "optim.lr=1,0.5", "trainer.precision=64", "trainer.max_epochs=1"]
+    sweep = run_sweep(hydra_sweep_runner, tmp_path, *overrides)
     with sweep:
         assert "2 one at a time." in capsys.readouterr().out
         summaries = [json.loads(path.read_text()) for path in tmp_path.glob("*/summary.json")]

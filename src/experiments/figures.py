@@ -300,9 +300,7 @@ def _draw_surface(ax, fig: "Figure", runs: list[tuple[str, dict, object]], name:
     filled = ax.contourf(a1, a2, excess.clamp(min=levels[0]), levels=levels, norm=LogNorm(), cmap="viridis")
     decades = [level for level in levels if math.log10(level).is_integer()]
     bar = fig.colorbar(filled, ax=ax, label="loss above the optimum", ticks=decades, shrink=0.9)
-    bar.ax.set_yticklabels(
-        [_power_of_ten(level) for level in decades]
-    )  # plain text: mathtext costs a tenth of a second
+    bar.ax.set_yticklabels([_power_of_ten(level) for level in decades])  # plain text: mathtext is slow to lay out
     outline = [effects.Stroke(linewidth=3.2, foreground="black"), effects.Normal()]
     alone = len(runs) == 1
     named = {
