@@ -88,9 +88,8 @@ class RegressionModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.make_scheduler(optimizer)}
 
     def on_train_epoch_start(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and self.steps:  # an epoch has trained, here or in the run this resumes
-            scheduler.step()
+        if self.make_scheduler is not None and self.steps:  # an epoch has trained, here or in the run this resumes
+            self.lr_schedulers().step()
         self._bundle_losses, self._epoch_steps = [], 0
 
     def training_step(self, bundle: Bundle, bundle_index: int) -> None:
