@@ -63,7 +63,7 @@ def test_two_sweeps_never_share_a_folder_and_a_run_never_overwrites_one(tmp_path
         "Error: sweep already holds a sweep; continue it with resume=sweep, or give the new sweep a folder of "
         "its own (hydra.sweep.dir=FOLDER, or leave hydra.sweep.dir unset for a new one)."
     ]
-    run = run_cli(f"hydra.run.dir='{next((tmp_path / 'sweep').glob('0_*'))}'", cwd=tmp_path)
+    run = run_cli(f"hydra.run.dir='{tmp_path / 'sweep' / '0'}'", cwd=tmp_path)
     assert run.returncode == 2 and "already holds a run" in run.stderr
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "sweep").rglob("*")} == written
 

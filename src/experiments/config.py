@@ -15,9 +15,10 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import II, MISSING, DictConfig, open_dict
+from omegaconf import II, MISSING, DictConfig, OmegaConf, open_dict
 
 from experiments.errors import UserError
+from experiments.naming import folder_suffix
 
 # The repository's conf/, found from this file so the commands run from any directory.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -202,7 +203,9 @@ class PredictConfig:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore, where conf/'s YAML files find them."""
+    """Put the schemas in Hydra's ConfigStore, where conf/'s YAML files find them, and the resolver
+    that names run folders (`${folder_suffix:...}`) in OmegaConf."""
+    OmegaConf.register_new_resolver("folder_suffix", folder_suffix, replace=True)
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     store.store(name="predict_schema", node=PredictConfig)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.config import to_yaml
 from experiments.files import write_whole
+from experiments.naming import folder_suffix
 
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
@@ -116,6 +117,7 @@ _NUMBER_OVERRIDE = re.compile(
     r"(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)=(?P<value>[-+]?(?:(?:0|[1-9]\d*)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 )
 _JOB_FIELD = re.compile(r"\$\{hydra\.job\.(num|id|override_dirname)\}")
+_FOLDER_SUFFIX = "${folder_suffix:${hydra.job.override_dirname}}"  # conf/config.yaml's, filled in directly
 _INTEGER = re.compile(r"[-+]?\d+")
 
 
@@ -224,7 +226,8 @@ class _Kind:
         """`hydra.sweep.subdir` for a job: filled in here where it names nothing but the job's number
         and overrides (as it does by default), else resolved by OmegaConf."""
         job_fields = {"num": str(index), "id": str(index), "override_dirname": override_dirname}
-        filled = _JOB_FIELD.sub(lambda match: job_fields[match[1]], self._subdir_template)
+        filled = self._subdir_template.replace(_FOLDER_SUFFIX, folder_suffix(override_dirname))
+        filled = _JOB_FIELD.sub(lambda match: job_fields[match[1]], filled)
         if "${" not in filled and "\\" not in filled:
             return filled
         hydra = self.config.hydra

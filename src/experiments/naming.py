@@ -1,0 +1,61 @@
+"""What a run's folder is called, and so what TensorBoard calls the run: its time stamp (a single
+run) or number (a sweep's job), then the overrides that made it, shortened to stay readable. A
+sweep's jobs are named by what varies between them; what they all share stays in the sweep's
+multirun.yaml and each job's `.hydra/`, where the full list always is."""
+
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
+
+MAX_OVERRIDES_LENGTH = 80  # characters of overrides in a folder's name
+
+
+def folder_suffix(override_dirname: str) -> str:
+    """`_` and the overrides of `override_dirname` (Hydra's `key=value,key=value`) as a folder name
+    holds them: a value that is a path (`data.path=/data/crops.csv`) by its file's name, never a
+    nested folder, and past `MAX_OVERRIDES_LENGTH` characters the rest counted, not named."""
+    if not override_dirname:
+        return ""
+    items = [_without_folders(item) for item in override_dirname.split(",")]
+    kept: list[str] = []
+    for item in items:
+        if len(",".join([*kept, item])) > MAX_OVERRIDES_LENGTH:
+            break
+        kept.append(item)
+    if not kept:  # one override longer than the whole allowance
+        kept = [items[0][: MAX_OVERRIDES_LENGTH - 3] + "..."]
+    if len(kept) < len(items):
+        kept.append(f"and_{len(items) - len(kept)}_more")
+    return "_" + ",".join(kept)
+
+
+def _without_folders(item: str) -> str:
+    """`key=value` with a path in `value` given by its last part (`data.path=crops.csv`)."""
+    key, separator, value = item.partition("=")
+    if "/" in value or "\\" in value:
+        value = PureWindowsPath(PurePosixPath(value.rstrip("/\\")).name).name or value.replace("/", "-")
+    return (key + separator + value).replace("/", "-").replace("\\", "-")
+
+
+class NameJobsByWhatVaries(Callback):
+    """Leaves the overrides every job of a sweep shares (those of the command line that sweep
+    nothing, such as `experiment=sweep_lr_epochs`) out of its job folders' names, by adding them to
+    `hydra.job.config.override_dirname.exclude_keys` for every job, as a user could by hand."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        parser = OverridesParser.create()
+        shared = [
+            override.key_or_group
+            for override in parser.parse_overrides(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+            if not override.is_sweep_override()
+        ]
+        excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
+        excluded += [key for key in shared if key not in excluded]
+        setting = f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]"
+        with read_write(config.hydra):
+            config.hydra.job.config.override_dirname.exclude_keys = excluded
+            # Each job's config is composed again from these (Hydra's `load_sweep_config`).
+            config.hydra.overrides.hydra.append(setting)
