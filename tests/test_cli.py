@@ -19,6 +19,7 @@ def test_single_run_writes_its_folder_and_prints_the_result(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events")) == [
         ".hydra",
         "checkpoints",
+        "history.csv",
         "hparams.yaml",
         "landscape.json",
         "landscape.png",

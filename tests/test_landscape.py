@@ -87,7 +87,7 @@ def test_a_two_parameter_runs_path_passes_through_its_recorded_weights(make_cfg)
     assert landscape["each"] == "epoch"  # full batch: a step is an epoch
     path = landscape["targets"]["y"]["path"]
     scalars = read_scalars(run_dir)
-    logged = [value for pair in zip(scalars["weights/y/x"], scalars["bias/y"]) for _, value in pair]
+    logged = [value for pair in zip(scalars["weights/y/x"], scalars["weights/y/bias"]) for _, value in pair]
     assert [value for point in path for value in point] == pytest.approx(logged, rel=1e-6)
     assert path[-1] == pytest.approx([summary["weights"][0][0], summary["bias"][0]])
     assert landscape["targets"]["y"]["center"] == pytest.approx(

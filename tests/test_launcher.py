@@ -15,6 +15,7 @@ from hydra.version import VersionBase
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments import stopping
+from experiments.runs import read_history
 from helpers import REPO, read_scalars
 
 
@@ -56,6 +57,11 @@ def assert_same_jobs(together: Path, alone: Path, rel: float = 1e-4) -> None:
             assert _flat([v for _, v in scalars[tag]]) == pytest.approx(
                 _flat([v for _, v in series]), rel=rel, abs=1e-6
             )
+        history, expected_history = (read_history(d).rows for d in (job, expected_job))
+        assert list(history) == list(expected_history), name  # the same epochs, thinned alike
+        for epoch, row in expected_history.items():
+            assert list(history[epoch]) == list(row), (name, epoch)
+            assert _flat(list(history[epoch].values())) == pytest.approx(_flat(list(row.values())), rel=rel, abs=1e-6)
         assert yaml.safe_load((job / "hparams.yaml").read_text()) == yaml.safe_load(
             (expected_job / "hparams.yaml").read_text()
         )

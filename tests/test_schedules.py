@@ -63,7 +63,7 @@ def test_a_schedule_trains_as_a_plain_pytorch_loop_with_its_scheduler(make_cfg, 
     model = torch.nn.Linear(3, 2)
     with torch.no_grad():  # where the run started: its weights at step 0 (float32, as TensorBoard keeps them)
         for target, name in enumerate(crops.target_names):
-            model.bias[target] = scalars[f"bias/{name}"][0][1]
+            model.bias[target] = scalars[f"weights/{name}/bias"][0][1]
             for feature, column in enumerate(crops.feature_names):
                 model.weight[target, feature] = scalars[f"weights/{name}/{column}"][0][1]
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)

@@ -16,6 +16,7 @@ import torch
 from experiments import stopping
 from experiments.config import compose_run
 from experiments.events import read_scalar_series
+from experiments.runs import read_history
 from experiments.train import train
 from helpers import REPO, read_scalars, run_cli
 
@@ -151,6 +152,7 @@ def test_a_resumed_run_ends_where_the_run_never_stopped_ends(make_cfg, stop_at, 
     assert read_scalars(run_dir)["train/full_loss"] == read_scalars(Path(whole.output_dir))["train/full_loss"]
     assert summary_of(run_dir)["final_loss"] == expected["final_loss"] and summary_of(run_dir)["epochs"] == 8
     assert landscape_of(run_dir) == landscape_of(Path(whole.output_dir))  # the path on the loss surface goes on
+    assert read_history(run_dir).rows == read_history(Path(whole.output_dir)).rows  # history.csv too
 
 
 def test_a_run_resumed_after_a_crash_writes_no_epoch_twice(make_cfg, monkeypatch):
@@ -175,6 +177,7 @@ def test_a_run_resumed_after_a_crash_writes_no_epoch_twice(make_cfg, monkeypatch
     resumed = train(resume_cfg(run_dir, *STATEFUL, "trainer.max_epochs=6"))
     assert resumed["weights"] == expected["weights"]
     assert logged_steps(run_dir) == list(range(7))
+    assert list(read_history(run_dir).rows) == list(range(7))
 
 
 def test_max_epochs_extends_a_finished_run(make_cfg):

@@ -1,5 +1,6 @@
 """Sweeps as a user runs them: the summary, failures, launchers, Optuna, TensorBoard and compare.py."""
 
+import contextlib
 import csv
 import json
 import os
@@ -75,26 +76,14 @@ def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     assert "* " in result.stdout and "optim.lr=0.001" in result.stdout  # the table, printed
 
 
-def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
-    _, sweep_dir = mixed_sweep
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path, runs: int):
+    """A real TensorBoard serving `logdir`, once it lists `runs` runs: yields get(path, body=None) of its HTTP API."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            str(sweep_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
     def get(path, body=None):
@@ -107,26 +96,57 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
         deadline = time.monotonic() + 60
         while True:
             try:
-                runs = get("/data/runs")
-                if len(runs) == 2:
+                if len(get("/data/runs")) == runs:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline, "TensorBoard did not come up"
             time.sleep(0.5)
-        trained = [p.name for p in sweep_dir.iterdir() if list(p.glob("events.out.tfevents.*"))]
-        assert sorted(runs) == sorted(trained) and len(runs) == 2  # the failed job never trained
+        yield get
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tensorboard_opens_on_the_loss_and_lists_every_setting_of_every_run(mixed_sweep, tmp_path):
+    _, sweep_dir = mixed_sweep
+    # Beside the sweep's two runs (sgd), one with another optimizer, whose options differ (adam).
+    adam = run_cli("optim=adam", "model=scratch", "trainer.max_epochs=2", "hydra.run.dir=adam", cwd=tmp_path)
+    assert adam.returncode == 0, adam.stderr
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / "sweep").symlink_to(sweep_dir)
+    (logdir / "adam").symlink_to(tmp_path / "adam")
+    with tensorboard_server(logdir, runs=3) as get:
+        runs = get("/data/runs")
+        trained = [f"sweep/{p.name}" for p in sweep_dir.iterdir() if list(p.glob("events.out.tfevents.*"))]
+        assert sorted(runs) == sorted([*trained, "adam"]) and len(trained) == 2  # the failed jobs never trained
         tags = get("/data/plugin/scalars/tags")
         for run in runs:
-            assert {"train/full_loss", "train/loss", "train/optimal_loss", "final/loss", "weights/y/x"} <= set(
-                tags[run]
+            weights = (
+                {"weights/apples/temp", "weights/apples/bias"} if run == "adam" else {"weights/y/x", "weights/y/bias"}
             )
+            assert {"train/full_loss", "train/loss", "train/optimal_loss", *weights} <= set(tags[run])
+            assert not [tag for tag in tags[run] if tag.startswith(("final/", "bias/"))]  # no single dots
+        # The groups of tags, as TensorBoard orders them, begin with the loss's; the weights come last.
+        groups = sorted({tag.split("/")[0] for run in runs for tag in tags[run]})
+        assert groups[0] == "train" and groups[-1] == "weights"
+        # The CUSTOM SCALARS layout: first the loss beside the optimum, in one chart.
+        layout = get("/data/plugin/custom_scalars/layout")
+        first = layout["category"][0]
+        assert first["title"] == "loss"
+        assert first["chart"][0]["multiline"]["tag"] == ["^train/full_loss$", "^train/optimal_loss$"]
+        # HPARAMS: every run has every column, with a value; numbers as numbers, choices as text.
         experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
-        assert {"data", "model", "optim", "lr", "batch_size", "max_epochs", "seed"} <= {
-            h["name"] for h in experiment["hparamInfos"]
+        columns = {h["name"]: h["type"] for h in experiment["hparamInfos"]}
+        assert columns["lr"] == columns["momentum"] == columns["batch_size"] == "DATA_TYPE_FLOAT64"
+        assert columns["optim"] == columns["options"] == "DATA_TYPE_STRING" and columns["shuffle"] == "DATA_TYPE_BOOL"
+        assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {
+            "train/full_loss",
+            "train/loss_ratio",
+            "val/loss",
         }
-        assert {m["name"]["tag"] for m in experiment["metricInfos"]} == {"final/loss", "final/loss_ratio"}
-        groups = get(
+        sessions = get(
             "/data/plugin/hparams/session_groups",
             {
                 "experimentName": "",
@@ -136,16 +156,18 @@ def test_tensorboard_serves_one_run_per_job_with_hparams(mixed_sweep):
                 "sliceSize": 100,
             },
         )["sessionGroups"]
-        by_run = {g["name"]: g for g in groups}
+        by_run = {group["sessions"][0]["name"]: group for group in sessions}
         assert set(by_run) == set(runs)
-        (ok_run,) = [run for run in runs if "optim.lr=0.001" in run]
+        for group in sessions:
+            assert set(group["hparams"]) == set(columns)
+            assert None not in group["hparams"].values() and "None" not in group["hparams"].values()
+        assert by_run["adam"]["hparams"]["options"] == "betas=[0.9,0.999] eps=1e-08 weight_decay=0.0 amsgrad=false"
+        (ok_run,) = [run for run in trained if "optim.lr=0.001" in run]
+        assert by_run[ok_run]["name"].startswith(Path(ok_run).name)  # the Trial ID: what was set, first
         assert by_run[ok_run]["hparams"]["lr"] == pytest.approx(1e-3)
-        summary = json.loads((sweep_dir / ok_run / "summary.json").read_text())
+        summary = json.loads((sweep_dir / Path(ok_run).name / "summary.json").read_text())
         metrics = {m["name"]["tag"]: m["value"] for m in by_run[ok_run]["metricValues"]}
-        assert metrics["final/loss"] == pytest.approx(summary["final_loss"], rel=1e-6)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        assert metrics["train/full_loss"] == pytest.approx(summary["final_loss"], rel=1e-6)
 
 
 def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):

@@ -78,4 +78,4 @@ def test_training_on_it_approaches_the_true_weights_which_are_logged(make_cfg):
     assert torch.allclose(torch.tensor(summary["weights"]), torch.tensor(summary["true_weights"]), atol=0.05)
     scalars = read_scalars(cfg.output_dir)
     assert scalars["true/weights/y2/x3"] == [(0, pytest.approx(summary["true_weights"][1][2]))]
-    assert scalars["true/bias/y1"] == [(0, pytest.approx(summary["true_bias"][0]))]
+    assert scalars["true/weights/y1/bias"] == [(0, pytest.approx(summary["true_bias"][0]))]

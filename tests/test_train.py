@@ -90,8 +90,13 @@ def test_tensorboard_file_holds_the_promised_scalars(make_cfg):
     for target, row in zip(("apples", "oranges"), summary["weights"]):
         for feature, weight in zip(("temp", "rainfall", "humidity"), row):
             assert scalars[f"weights/{target}/{feature}"][-1][1] == pytest.approx(weight, rel=1e-6)
-    assert scalars["bias/oranges"][-1][1] == pytest.approx(summary["bias"][1], rel=1e-6)
-    assert scalars["final/loss"] == [(3, pytest.approx(summary["final_loss"], rel=1e-6))]
+    assert scalars["weights/oranges/bias"][-1][1] == pytest.approx(summary["bias"][1], rel=1e-6)
+    assert not [tag for tag in scalars if len(scalars[tag]) == 1]  # no chart of a single dot
+    # history.csv holds the same epochs at full precision, the losses first.
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train/full_loss,train/optimal_loss,train/loss_ratio,")
+    assert [int(line.split(",")[0]) for line in history[1:]] == [0, 1, 2, 3]
+    assert float(history[-1].split(",")[1]) == summary["final_loss"]
 
 
 def test_epochs_measured_before_an_error_are_kept(make_cfg, monkeypatch):
@@ -157,21 +162,24 @@ def test_ctrl_c_while_epochs_are_written_repeats_none(make_cfg, monkeypatch):
 
 def test_hparams_and_picture_are_logged(make_cfg):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
     cfg = make_cfg("data=toy", "model=scratch", "optim.lr=1e-3", "trainer.max_epochs=2")
     train(cfg)
     events = EventAccumulator(cfg.output_dir, size_guidance={"images": 0, "tensors": 0})
     events.Reload()
-    assert sorted(events.Tags()["images"]) == ["fit", "landscape"]
+    assert sorted(events.Tags()["images"]) == ["weights/fit", "weights/landscape"]  # after the loss charts
     content = events.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == {"final/loss", "final/loss_ratio"}
+    assert {m.name.tag for m in experiment.metric_infos} == {"train/full_loss", "train/loss_ratio", "val/loss"}
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = session.session_start_info.hparams
     assert hparams["data"].string_value == "toy" and hparams["model"].string_value == "scratch"
-    assert hparams["lr"].number_value == pytest.approx(1e-3)
-    assert {"optim", "batch_size", "max_epochs", "seed"} <= set(hparams)
+    assert hparams["lr"].number_value == pytest.approx(1e-3) and hparams["batch_size"].number_value == 15
+    assert hparams["shuffle"].bool_value is False and hparams["momentum"].number_value == 0
+    assert set(hparams) == {info.name for info in experiment.hparam_infos}
+    ended = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"])
+    assert ended.session_end_info.status == api_pb2.STATUS_SUCCESS
 
 
 def test_hparams_yaml_is_written_as_lightning_writes_it(make_cfg, tmp_path):

@@ -14,7 +14,6 @@ from experiments.evaluation import Evaluator
 from experiments.files import write_whole
 from experiments.landscape import WeightPath, every_step, landscape_record
 from experiments.module import RegressionModule
-from experiments.resume import drop_events_after
 
 if TYPE_CHECKING:
     from experiments.logger import EpochLogger
@@ -24,8 +23,8 @@ class EpochRecorder(pl.Callback):
     """Measures the model on the whole training set before training and after every epoch (the
     number the tutorials print) with the data's `Evaluator`, and logs it beside the least-squares
     optimum, their ratio, the epoch's mean mini-batch loss, the held-out loss and every weight and
-    bias by name (`weights/apples/temp`). At the end, or when stopped, logs the module's hparams with
-    the final loss as their metrics (TensorBoard's HPARAMS tab).
+    bias by name (`weights/apples/temp`, `weights/apples/bias`). At the end, or when stopped, logs the
+    run's settings and how it ended (TensorBoard's HPARAMS tab, whose metrics are the last epoch's).
 
     It also stops the fit at the end of the epoch in which a signal arrived (`experiments.stopping`),
     saves a checkpoint every `checkpoint_minutes`, and continues a `resumed` checkpoint: what it
@@ -88,12 +87,13 @@ class EpochRecorder(pl.Callback):
         self._each = "step" if every_step(math.ceil(datamodule.rows / datamodule.batch_size)) else "epoch"
         pl_module.step_path = self.path if self._each == "step" else None
         self._module = pl_module
-        self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
+        self._tags = weight_tags("weights", evaluator.feature_names, evaluator.target_names)
         self._save_after = time.monotonic() + self._checkpoint_seconds
         self._fit_started = time.perf_counter()
         if self._resumed:
             self._continue(trainer, pl_module)
         else:
+            trainer.logger.log_layout(evaluator.target_names, held_out=bool(datamodule.val_fraction))
             log_true_weights(trainer.logger, evaluator)
             self._record(trainer, pl_module, epoch=0)
         stopping.moment("fit_start")
@@ -101,7 +101,7 @@ class EpochRecorder(pl.Callback):
     def _continue(self, trainer: pl.Trainer, module: RegressionModule) -> None:
         """Where the resumed checkpoint left off: its weights (loaded now that the model has the
         Trainer's precision, so that float64 weights are not rounded through float32), optimizer
-        state, steps and random state, and TensorBoard without what it logged after it."""
+        state, steps and random state, and TensorBoard and the history without what they logged after it."""
         resumed = self._resumed
         state = {
             name.removeprefix("model."): t for name, t in resumed["state_dict"].items() if name.startswith("model.")
@@ -112,7 +112,7 @@ class EpochRecorder(pl.Callback):
         for config, state in zip(trainer.lr_scheduler_configs, resumed.get("lr_schedulers", [])):
             config.scheduler.load_state_dict(state)
         self._generator.set_state(resumed["callbacks"]["EpochRecorder"]["generator"])
-        drop_events_after(Path(trainer.default_root_dir), self.first_epoch)
+        trainer.logger.continue_from(self.first_epoch)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
         self._epoch_started = time.perf_counter()
@@ -125,6 +125,7 @@ class EpochRecorder(pl.Callback):
             trainer.should_stop = True
         elif time.monotonic() >= self._save_after:
             trainer.logger.write_pending()  # every epoch up to the checkpoint's is on disk, for resume=
+            trainer.logger.write_history()
             trainer.save_checkpoint(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt", weights_only=False)
             self._save_after = time.monotonic() + self._checkpoint_seconds
 
@@ -141,23 +142,25 @@ class EpochRecorder(pl.Callback):
         metrics = epoch_metrics(self._tags, values, losses, self._evaluator, train_loss, lr)
         trainer.logger.log_metrics(metrics, step=epoch)
 
-    def _log_final(self, trainer: pl.Trainer, module: RegressionModule) -> None:
-        """The epochs not yet written, waited for as part of training, then the run's hparams."""
+    def _log_final(self, trainer: pl.Trainer, module: RegressionModule, interrupted: bool) -> None:
+        """The epochs not yet written, waited for as part of training, then the run's settings and how it ended."""
         if self._final_logged:
             return
         self._final_logged = True
         started = time.perf_counter()
+        trainer.logger.write_last()
         trainer.logger.write_pending()
         self.train_seconds += time.perf_counter() - started
-        final = {"final/loss": self.losses[-1], "final/loss_ratio": self._evaluator.ratio(self.losses[-1])}
-        trainer.logger.log_hyperparams(module.hparams, metrics=final, step=self.epochs)
+        status = "diverged" if diverged(self.losses[-1], self.losses[0]) else "interrupted" if interrupted else "ok"
+        trainer.logger.log_session(module.hparams, status, step=self.epochs)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: RegressionModule) -> None:
-        self._log_final(trainer, pl_module)
+        stopped = stopping.requested() and trainer.current_epoch < trainer.max_epochs
+        self._log_final(trainer, pl_module, interrupted=stopped)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: RegressionModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and self.losses:
-            self._log_final(trainer, pl_module)
+            self._log_final(trainer, pl_module, interrupted=True)
 
 
 def log_true_weights(logger: "EpochLogger", evaluator: Evaluator) -> None:
@@ -165,7 +168,7 @@ def log_true_weights(logger: "EpochLogger", evaluator: Evaluator) -> None:
     if evaluator.true_weights is None:
         return
     true = torch.cat([evaluator.true_weights[0], evaluator.true_weights[1][:, None]], dim=1)
-    tags = weight_tags("true/weights", "true/bias", evaluator.feature_names, evaluator.target_names)
+    tags = weight_tags("true/weights", evaluator.feature_names, evaluator.target_names)
     logger.log_metrics(dict(zip(tags, true.view(-1).tolist())), step=0)
 
 
@@ -239,14 +242,14 @@ class RunPictures(pl.Callback):
                 sample.feature_names,
                 sample.target_names,
             )
-            trainer.logger.experiment.add_figure("fit", figure, global_step=recorder.epochs)
+            trainer.logger.experiment.add_figure("weights/fit", figure, global_step=recorder.epochs)
         landscape = recorder.landscape()
         if landscape is not None:
             draw_landscape(trainer.logger, Path(trainer.default_root_dir), landscape, recorder.epochs)
 
 
 def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, Any], epoch: int) -> None:
-    """The run's path on its loss surface: landscape.png in `run_dir`, and `landscape` in TensorBoard's IMAGES tab."""
+    """The run's path on its loss surface: landscape.png in `run_dir`, and `weights/landscape` in TensorBoard."""
     from experiments.figures import landscape_figure, png_of
 
     figure = landscape_figure(
@@ -255,16 +258,14 @@ def draw_landscape(logger: "EpochLogger", run_dir: Path, landscape: dict[str, An
     )
     png = png_of(figure)  # drawn once for both
     write_whole(run_dir / "landscape.png", png)
-    logger.experiment.add_png("landscape", png, global_step=epoch)
+    logger.experiment.add_png("weights/landscape", png, global_step=epoch)
 
 
-def weight_tags(weights_tag: str, bias_tag: str, feature_names: list[str], target_names: list[str]) -> list[str]:
-    """Tags for `[w_1 ... w_f, b]` of each target in turn: `{weights_tag}/{target}/{feature}`, `{bias_tag}/{target}`."""
-    return [
-        tag
-        for target in target_names
-        for tag in [*(f"{weights_tag}/{target}/{feature}" for feature in feature_names), f"{bias_tag}/{target}"]
-    ]
+def weight_tags(prefix: str, feature_names: list[str], target_names: list[str]) -> list[str]:
+    """Tags for `[w_1 ... w_f, b]` of each target in turn: `{prefix}/{target}/{feature}`, then
+    `{prefix}/{target}/bias` (`(bias)` where a feature is called bias)."""
+    bias = "(bias)" if "bias" in feature_names else "bias"
+    return [f"{prefix}/{target}/{name}" for target in target_names for name in [*feature_names, bias]]
 
 
 class EpochProgressBar(pl.callbacks.ProgressBar):

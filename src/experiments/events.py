@@ -28,7 +28,8 @@ def masked_crc32c(data: bytes) -> int:
 
 
 FLOAT32_MAX = 3.4028234663852886e38
-END_TAGS = ("_hparams_/", "final/", "fit")  # what a run logs once, at its end
+# What a run logs once, at its end (final/: runs made before the HPARAMS tab read the last epoch's values).
+END_TAGS = ("_hparams_/", "final/", "fit", "weights/fit", "weights/landscape")
 
 
 def _varint(value: int) -> bytes:
@@ -91,6 +92,18 @@ def read_scalar_series(path: Path, tag: str) -> list[tuple[int, float]]:
         event = Event.FromString(record)
         series.extend((event.step, value.simple_value) for value in event.summary.value if value.tag == tag)
     return series
+
+
+def read_scalars(paths: list[Path]) -> dict[int, dict[str, float]]:
+    """Every scalar in event files, by step and tag: the history of a run made before history.csv."""
+    steps: dict[int, dict[str, float]] = {}
+    for path in paths:
+        for record in _records(path.read_bytes()):
+            event = Event.FromString(record)
+            scalars = {value.tag: value.simple_value for value in event.summary.value if value.HasField("simple_value")}
+            if scalars and not any(tag.startswith(END_TAGS) for tag in scalars):
+                steps.setdefault(event.step, {}).update(scalars)
+    return steps
 
 
 def drop_events_after(path: Path, last_step: int) -> None:

@@ -117,10 +117,11 @@ class GroupRecorder(pl.Callback):
         self._each = "step" if every_step(steps_per_epoch) else "epoch"
         self._points_per_epoch = steps_per_epoch if self._each == "step" else 1
         module.step_path = self.path if self._each == "step" else None
-        self._tags = weight_tags("weights", "bias", evaluator.feature_names, evaluator.target_names)
+        self._tags = weight_tags("weights", evaluator.feature_names, evaluator.target_names)
         for jobs in self.trajectories:
             for job in jobs:
-                self.loggers[job.index] = logger = EpochLogger(job.output_dir)
+                self.loggers[job.index] = logger = EpochLogger(job.output_dir, job.values["trainer"]["max_epochs"])
+                logger.log_layout(evaluator.target_names, held_out=bool(datamodule.val_fraction))
                 log_true_weights(logger, evaluator)
         self._record(trainer, module, epoch=0)
         stopping.moment("fit_start")
@@ -135,6 +136,7 @@ class GroupRecorder(pl.Callback):
                 for job in jobs:
                     if job.index not in self.results:
                         self.loggers[job.index].write_pending()
+                        self.loggers[job.index].write_history()
                         self._save_checkpoint(trainer, module, t, job, self._hparams(t, job), losses[t])
             self._save_after = time.monotonic() + self._checkpoint_seconds
 
@@ -206,10 +208,8 @@ class GroupRecorder(pl.Callback):
         features = len(evaluator.feature_names)
         rows = [values[i : i + features + 1] for i in range(0, len(values), features + 1)]
         logger = self.loggers[job.index]
-        final = {"final/loss": curve[-1], "final/loss_ratio": evaluator.ratio(curve[-1])}
         hparams = self._hparams(t, job)
-        logger.write_pending()
-        logger.log_hyperparams(hparams, metrics=final, step=epochs)
+        logger.log_session(hparams, status, step=epochs)
         path = self._member_path(module, t)
         landscape = landscape_record(
             self._plane, path["indices"], path["parameters"], evaluator.target_names, self._each
@@ -262,7 +262,7 @@ class GroupRecorder(pl.Callback):
             if scaler is not None:
                 predictions = scaler.unscale_targets(predictions)
         figure = fit_figure(sample.features, sample.targets, predictions, sample.feature_names, sample.target_names)
-        logger.experiment.add_figure("fit", figure, global_step=epoch)
+        logger.experiment.add_figure("weights/fit", figure, global_step=epoch)
 
     def _save_checkpoint(
         self, trainer: pl.Trainer, module: MembersModule, t: int, job: Job, hparams: dict, losses: list[float]

@@ -3,7 +3,8 @@ run) or number (a sweep's job), then the overrides that made it, shortened to st
 sweep's jobs are named by what varies between them; what they all share stays in the sweep's
 multirun.yaml and each job's `.hydra/`, where the full list always is."""
 
-from pathlib import PurePosixPath, PureWindowsPath
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -59,3 +60,15 @@ class NameJobsByWhatVaries(Callback):
             config.hydra.job.config.override_dirname.exclude_keys = excluded
             # Each job's config is composed again from these (Hydra's `load_sweep_config`).
             config.hydra.overrides.hydra.append(setting)
+
+
+_RUN_FOLDER = re.compile(r"(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6})(?:_(.+))?")
+
+
+def trial_name(run_dir: Path) -> str:
+    """A run's name in TensorBoard's HPARAMS tab, whose "Trial ID" column shows its first few
+    characters: what was set first, then the folder that tells it from runs set alike."""
+    if (run_dir.parent / "multirun.yaml").is_file():  # a sweep's job: 3_optim.lr=1e-05 (<sweep stamp>)
+        return f"{run_dir.name} ({run_dir.parent.name})"
+    named = _RUN_FOLDER.fullmatch(run_dir.name)
+    return f"{named[2] or 'defaults'} ({named[1]})" if named else run_dir.name

@@ -234,12 +234,3 @@ def clear_attempt(run_dir: Path) -> None:
         if path.name == ".hydra":
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-def drop_events_after(run_dir: Path, epoch: int) -> None:
-    """TensorBoard's events after the checkpoint's epoch (written before a `kill -9`) would show
-    twice, and its final ones (the end's hparams, loss and picture) are written again at the end."""
-    from experiments import events
-
-    for path in run_dir.glob("events.out.tfevents.*"):
-        events.drop_events_after(path, epoch)

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiments import history
 from experiments.errors import UserError
+from experiments.history import History
 
 if TYPE_CHECKING:
     from experiments.module import RegressionModule
@@ -65,7 +67,7 @@ def read_overrides(run_dir: Path) -> str:
     if not recorded.exists():
         return "defaults"
     try:
-        items = yaml.safe_load(_read_run_file(recorded, limit=1 << 20))  # data only: no tags that make objects
+        items = yaml.safe_load(read_run_file(recorded, limit=1 << 20))  # data only: no tags that make objects
         if items is not None and not isinstance(items, list):
             raise ValueError(f"it holds {_brief(items)}, not a list of overrides")
         odd = [item for item in items or [] if not isinstance(item, str)]
@@ -102,7 +104,7 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any], float]:
     modified = 0.0
     try:
         modified = path.stat().st_mtime
-        text = _read_run_file(path, limit=256 << 20)
+        text = read_run_file(path, limit=256 << 20)
         if not text.strip():
             raise ValueError("the file is empty")
         summary = json.loads(text)
@@ -169,7 +171,7 @@ def _warn_unreadable(path: Path, reason: str, listed: str) -> None:
     print(f"Warning: {path} is unreadable ({reason}); its run is listed {listed}.", file=sys.stderr)
 
 
-def _read_run_file(path: Path, limit: int) -> str:
+def read_run_file(path: Path, limit: int) -> str:
     """The text of a small file a run wrote, read as a regular file of at most `limit` bytes (a FIFO
     put in its place is not opened, nor waited on); OSError or ValueError (UnicodeDecodeError) otherwise."""
     if not stat.S_ISREG(path.stat().st_mode):
@@ -188,7 +190,7 @@ def read_landscape(run_dir: Path) -> dict[str, Any] | None:
     """The run's landscape.json (its path on the loss surface, see `experiments.landscape`), or None
     if it has none or the file is not one."""
     try:
-        record = json.loads(_read_run_file(run_dir / "landscape.json", limit=64 << 20))
+        record = json.loads(read_run_file(run_dir / "landscape.json", limit=64 << 20))
         for target in record["targets"].values():
             if len(target["center"]) != 2 or len(target["curvature"]) != 2 or not isinstance(target["path"], list):
                 return None
@@ -197,10 +199,23 @@ def read_landscape(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def read_history(run_dir: Path, columns: list[str] | None = None) -> History | None:
+    """The run's history.csv (only `columns`, if given; see `experiments.history`), or None if it has
+    none or the file is not one."""
+    try:
+        return history.parse(read_run_file(run_dir / history.HISTORY, limit=256 << 20), columns)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def read_loss_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """The whole-data loss per epoch (`train/full_loss`) from the run's TensorBoard files."""
+    """The whole-data loss per epoch that the run kept (`train/full_loss`): from its history.csv, or
+    for a run made before there was one, from its TensorBoard files."""
     from experiments.events import read_scalar_series
 
+    kept = read_history(run_dir, ["train/full_loss"])
+    if kept is not None:
+        return history.curve(kept)
     curve = {}
     for path in sorted(run_dir.glob("events.out.tfevents.*")):
         if path.is_file():  # a regular file: a pipe in its place would be waited on forever

@@ -157,7 +157,7 @@ def make_trainer(
         return pl.Trainer(
             **settings,
             default_root_dir=run_dir,
-            logger=EpochLogger(run_dir) if logger else False,
+            logger=EpochLogger(run_dir, cfg.trainer.max_epochs) if logger else False,
             callbacks=callbacks,
             enable_progress_bar=progress_bar,
             enable_checkpointing=False,  # written by train() at the end, and by EpochRecorder now and then
