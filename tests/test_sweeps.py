@@ -157,7 +157,9 @@ def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert len(rows) == 5
     assert {row["status"] for row in rows} == {"ok", "diverged", "failed"}
-    assert rows[0]["overrides"] == "optim.lr=1e-4,trainer.max_epochs=50" and rows[0]["best"] == "*"
+    best = {row["data_set"]: row["overrides"] for row in rows if row["best"] == "*"}  # each data set's own
+    assert best == {"crops": "optim.lr=1e-4,trainer.max_epochs=50", "csv": "optim.lr=0.001"}
+    assert [row["data_set"] for row in rows if row["status"] == "failed"] == ["unknown data"] * 2
     assert (out / "loss_curves.png").is_file() and (out / "summary.md").is_file()
     assert "5 runs" in result.stdout
 
