@@ -4,6 +4,8 @@ filters that pick runs, and a folder of its own for what it writes."""
 import csv
 import math
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,58 @@ def test_a_diverged_run_among_the_named_says_so(tmp_path):
     (ax,) = loss_curves_figure([("toy", runs, ["ok", "optim.lr=1"])]).axes
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["ok", "optim.lr=1 (diverged)"]
     assert ax.get_ylim()[1] < 1000
+
+
+@pytest.mark.parametrize(
+    "arguments,folders",
+    [
+        (["--last", "2"], ["d", "e"]),
+        (["--since", datetime.fromtimestamp(DAY + 3000).strftime("%Y-%m-%dT%H:%M")], ["c", "d", "e"]),
+        (["optim=adam"], ["b", "e"]),
+        (["optim=adam", "data=toy"], ["e"]),
+        (["optim.lr=1e-2"], ["b", "d"]),  # their overrides say 0.01: compared as a number
+        (["data=toy", "--last", "1"], ["e"]),
+    ],
+)
+def test_filters_pick_the_runs(day, tmp_path, arguments, folders):
+    out = tmp_path / "report"
+    assert compare.main([str(day), *arguments, "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert sorted(Path(row["path"]).name for row in rows) == folders
+
+
+def test_since_takes_a_span_back_from_now():
+    now = 1_000_000.0
+    assert compare._since("30m", now) == now - 1800 and compare._since("2h", now) == now - 7200
+    assert compare._since("1d", now) == now - 86400
+    assert compare._since("2026-12-01 20:00", now) == compare._since("2026-12-01T20:00", now) is not None
+    assert compare._since("yesterday", now) is None
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--since", "yesterday"], "Error: --since 'yesterday' is not a time; give a date such as 2026-12-01,"),
+        (["--last", "five"], "Error: --last 'five' is not a number of runs; give one such as --last 5."),
+        (["optim=lbfgs", "data=toy"], "Error: no run matches optim=lbfgs data=toy, of the 6 runs under "),
+    ],
+)
+def test_a_bad_filter_is_one_line_and_exit_2(day, tmp_path, capsys, arguments, message):
+    assert compare.main([str(day), *arguments, "--out", str(tmp_path / "report")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message) and error.count("\n") == 1
+    assert not (tmp_path / "report").exists()
+
+
+def test_without_out_it_writes_into_a_folder_of_its_own(day, monkeypatch, capsys):
+    monkeypatch.chdir(day.parent)
+    before = sorted(day.parent.rglob("*"))
+    assert compare.main(["--last", "3"]) == 0  # outputs/, the default
+    (folder,) = (day / "compare").iterdir()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", folder.name)
+    assert sorted(day.parent.rglob("*")) == sorted(before + [day / "compare", *folder.iterdir(), folder])
+    assert {p.name for p in folder.iterdir()} == {"summary.csv", "summary.md", "loss_curves.png"}
+    assert capsys.readouterr().out.rstrip().endswith(f"in {Path('outputs', 'compare', folder.name)}")
+    assert compare.main([]) == 0  # a second comparison, in a folder of its own, reads runs, not the first one's files
+    (second,) = set((day / "compare").iterdir()) - {folder}
+    assert len(list(csv.DictReader((second / "summary.csv").open()))) == 6

@@ -1,24 +1,29 @@
 """Compare finished runs: a table per data set, best first, and a picture of their loss curves.
 
-`python compare.py PATH...` takes run folders, sweep folders or all of `outputs/`; the sweep summary
-written at the end of every multirun (`experiments.sweep`) is the same comparison for one sweep. Runs
-are grouped by the data they trained on (`Run.data_set`): losses on different data are in different
-units, so each data set has its own table, its own best run and its own panel. Runs are read by
-`experiments.runs`, as data: a run whose summary.json or .hydra/overrides.yaml cannot be read is listed
-as such, with one warning line on stderr, and the others are compared as usual."""
+`python compare.py [PATH...] [name=value...] [--last N] [--since WHEN] [--out DIR]` takes run folders,
+sweep folders or all of `outputs/` (the default), keeps the runs the filters select, and writes into a
+folder of its own (`outputs/compare/<stamp>/`); the sweep summary written at the end of every multirun
+(`experiments.sweep`) is the same comparison for one sweep. Runs are grouped by the data they trained on
+(`Run.data_set`): losses on different data are in different units, so each data set has its own table,
+its own best run and its own panel. Runs are read by `experiments.runs`, as data: a run whose
+summary.json or .hydra/overrides.yaml cannot be read is listed as such, with one warning line on stderr,
+and the others are compared as usual."""
 
 import argparse
 import csv
 import io
+import math
 import re
 import sys
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from experiments import stopping
 from experiments.files import write_whole
-from experiments.runs import Run, load_runs, read_landscape
+from experiments.runs import Run, load_runs, read_landscape, read_loss_curve
 
 COLUMNS = [
     "data_set",
@@ -240,8 +245,8 @@ def _job_order(run_dir: Path) -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python compare.py PATH... [--out DIR]`; its exit status. A signal ends it with 128 + its
-    number and no traceback (what it writes is written whole)."""
+    """`python compare.py [PATH...] [name=value...] [--last N] [--since WHEN] [--out DIR]`; its exit
+    status. A signal ends it with 128 + its number and no traceback (what it writes is written whole)."""
     stopping.install_in_command()
     try:
         return _compare(argv)
@@ -249,36 +254,123 @@ def main(argv: list[str] | None = None) -> int:
         return stop.exit_status
 
 
+SETTING = re.compile(r"[+~]?[A-Za-z_][\w.]*=.*", re.DOTALL)  # optim=adam, optim.lr=1e-5: not a path
+SPAN = re.compile(r"(\d+(?:\.\d*)?)\s*([smhdw])")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+WHEN_EXAMPLES = (
+    "a date such as 2026-12-01, a time such as '2026-12-01 20:00', or a span back from now such as 30m, 2h or 1d"
+)
+
+
 def _compare(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
-        prog="compare.py", description="Compare runs: a table sorted by final loss and a plot of every loss curve."
+        prog="compare.py",
+        description="Compare runs: a table per data set, best first, and a picture of their loss curves.",
+        epilog="examples: python compare.py --last 5;  python compare.py outputs optim=adam data=toy --since 2h",
     )
-    parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or outputs/")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH or name=value",
+        help="run folders, sweep folders, or outputs/ (the default); name=value, a setting as train.py takes it "
+        "(optim=adam, optim.lr=1e-5), keeps the runs made with it",
+    )
+    parser.add_argument("--last", metavar="N", help="only the N runs written most recently")
+    parser.add_argument("--since", metavar="WHEN", help=f"only the runs written since WHEN: {WHEN_EXAMPLES}")
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("."),
-        help="folder for summary.csv, summary.md and the pictures (default: here)",
+        metavar="DIR",
+        help="folder for summary.csv, summary.md and the pictures (default: outputs/compare/<time>)",
     )
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths if not p.exists()]
+    settings = [arg for arg in args.paths if SETTING.fullmatch(arg)]
+    paths = [Path(arg) for arg in args.paths if not SETTING.fullmatch(arg)] or [Path("outputs")]
+    if args.last is not None and not (args.last.isdigit() and int(args.last) > 0):
+        return _refuse(f"--last {args.last!r} is not a number of runs; give one such as --last 5.")
+    since = None if args.since is None else _since(args.since, time.time())
+    if args.since is not None and since is None:
+        return _refuse(f"--since {args.since!r} is not a time; give {WHEN_EXAMPLES}.")
+    missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"Error: no such folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    runs = load_runs(args.paths)
+        return _refuse(f"no such folder: {', '.join(missing)}")
+    found = load_runs(paths, curves=False)
+    if not found:
+        return _refuse(f"no runs (folders with a summary.json) under {', '.join(map(str, paths))}.")
+    runs = [run for run in found if all(matches(run, setting) for setting in settings)]
+    runs = [run for run in runs if since is None or run.modified >= since]
+    if args.last is not None:
+        recent = {id(run) for run in sorted(runs, key=lambda run: run.modified)[-int(args.last) :]}
+        runs = [run for run in runs if id(run) in recent]
+    selection = " ".join(settings + [f"--{o} {getattr(args, o)}" for o in ("since", "last") if getattr(args, o)])
     if not runs:
-        print(f"Error: no runs (folders with a summary.json) under {', '.join(map(str, args.paths))}.", file=sys.stderr)
-        return 2
-    try:
-        write_comparison(runs, args.out)
-    except OSError as error:  # --out is a file, or a folder that cannot be made or written
-        where = error.filename or args.out
-        print(
-            f"Error: cannot write the comparison to {where}: {error.strerror or error}; give --out a folder "
-            f"you can write to.",
-            file=sys.stderr,
+        return _refuse(
+            f"no run matches {selection}, of the {len(found)} runs under {', '.join(map(str, paths))}; "
+            f"a setting matches a run's overrides or its summary.json (optim=adam, optim.lr=1e-5)."
         )
-        return 2
-    pictures = [name for name in ("loss_curves.png", "lr_curve.png", "trajectories.png") if (args.out / name).is_file()]
-    print(f"\n{len(runs)} runs. Wrote summary.csv, summary.md, {', '.join(pictures)} in {args.out}.")
+    if selection:
+        print(f"{len(runs)} of the {len(found)} runs match {selection}.")
+    for run in runs:
+        run.curve = read_loss_curve(run.path)
+    given = frozenset(p.resolve() for p in paths if (p / "summary.json").is_file())  # run folders, named in the legend
+    try:
+        out = args.out or _new_folder(Path("outputs", "compare"))
+        written = write_comparison(runs, out, named=given)
+    except OSError as error:  # --out is a file, or a folder that cannot be made or written
+        where = error.filename or args.out or Path("outputs", "compare")
+        return _refuse(
+            f"cannot write the comparison to {where}: {error.strerror or error}; give --out a folder you can write to."
+        )
+    print(f"\nWrote {', '.join(written)} in {out}")
     return 0
+
+
+def _refuse(message: str) -> int:
+    print(f"Error: {message}", file=sys.stderr)
+    return 2
+
+
+def _since(text: str, now: float) -> float | None:
+    """The moment `text` names, as a timestamp: a date or date and time (local), or a span back from
+    `now` (30m, 2h, 1d); None if it names none."""
+    span = SPAN.fullmatch(text.strip())
+    if span:
+        return now - float(span[1]) * SECONDS[span[2]]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def matches(run: Run, setting: str) -> bool:
+    """Whether `run` was made with `setting` (`name=value`, as train.py takes it): one of its recorded
+    overrides is exactly that, or its summary.json records that value under the name's last part
+    (optim=adam: `optim`; optim.lr=1e-5: `lr`, compared as a number; trainer.max_epochs: `max_epochs`)."""
+    if f",{setting}," in f",{run.overrides},":
+        return True
+    name, value = setting.split("=", 1)
+    key = name.lstrip("+~").rsplit(".", 1)[-1]
+    if key not in run.summary:
+        return False
+    recorded = run.summary[key]
+    if isinstance(recorded, bool) or recorded is None:
+        return value.strip().lower() in {True: ("true",), False: ("false",), None: ("null", "none", "~")}[recorded]
+    if isinstance(recorded, (int, float)):
+        try:
+            return math.isclose(float(value), recorded, rel_tol=1e-9)
+        except ValueError:
+            return False
+    return str(recorded) == value
+
+
+def _new_folder(parent: Path) -> Path:
+    """A new folder below `parent` named by the time (`2026-12-01_20-15-03`), made here."""
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for n in range(1, 1000):
+        folder = parent / (stamp if n == 1 else f"{stamp}_{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent} holds a thousand folders named {stamp}")
