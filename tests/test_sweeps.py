@@ -69,7 +69,11 @@ def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     assert float(ok["final_loss"]) > float(ok["optimal_loss"])
     assert list(rows)[:2] == [ok["overrides"], diverged["overrides"]]  # best first, failures last
     markdown = (sweep_dir / "summary.md").read_text()
-    assert markdown.count("\n") == 2 + 4 and "| * |" in markdown
+    assert (
+        markdown.startswith("## csv — 4 runs, best first\n")
+        and markdown.count("\n") == 2 + 2 + 4
+        and "| * |" in markdown
+    )
     assert (sweep_dir / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 ok, 1 diverged, 2 failed" in result.stdout
     assert "* " in result.stdout and "optim.lr=0.001" in result.stdout  # the table, printed
