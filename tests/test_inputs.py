@@ -2,7 +2,6 @@
 compare.py reads every run folder as data, listing a run whose files are damaged with one warning."""
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from experiments import compare, csv_table
 from experiments.csv_table import read_csv, read_features
 from experiments.errors import UserError
 from experiments.runs import UNREADABLE_OVERRIDES, read_overrides, read_summary
-from helpers import REPO
+from helpers import REPO, make_run, summary
 
 GOOD = "temp,rainfall,humidity,apples\n73,67,43,56\n91,88,64,81\n87,134,58,119\n"
 
@@ -153,37 +152,6 @@ def test_training_on_dev_zero_stops_at_once_with_one_line(tmp_path):
 
 
 # Reading run folders: a damaged summary.json or .hydra/overrides.yaml is one warning, never a traceback.
-
-
-def summary(status: str = "ok", final_loss: float = 10.0, **more) -> dict:
-    """The parts of a run's summary.json that compare.py shows."""
-    return {
-        "status": status,
-        "diverged_at_epoch": None,
-        "final_loss": final_loss,
-        "optimal_loss": 0.9,
-        "loss_ratio": 11.1,
-        "epochs": 5,
-        "lr": 1e-5,
-        "seconds": 0.1,
-        "error": None,
-        **more,
-    }
-
-
-def make_run(folder: Path, overrides: str | bytes | None = "- optim.lr=1e-05\n", content: object = None) -> Path:
-    """A run folder as training leaves it: summary.json (`content`, or a good summary; text or bytes
-    are written as they are) and .hydra/overrides.yaml."""
-    (folder / ".hydra").mkdir(parents=True)
-    if overrides is not None:
-        data = overrides if isinstance(overrides, bytes) else overrides.encode()
-        (folder / ".hydra" / "overrides.yaml").write_bytes(data)
-    content = summary() if content is None else content
-    if isinstance(content, (str, bytes)):
-        (folder / "summary.json").write_bytes(content if isinstance(content, bytes) else content.encode())
-    else:
-        (folder / "summary.json").write_text(json.dumps(content))
-    return folder
 
 
 BAD_SUMMARIES = {

@@ -70,7 +70,11 @@ def test_a_sweep_finishes_and_reports_every_job(mixed_sweep):
     assert float(ok["final_loss"]) > float(ok["optimal_loss"])
     assert list(rows)[:2] == [ok["overrides"], diverged["overrides"]]  # best first, failures last
     markdown = (sweep_dir / "summary.md").read_text()
-    assert markdown.count("\n") == 2 + 4 and "| * |" in markdown
+    assert (
+        markdown.startswith("## csv — 4 runs, best first\n")
+        and markdown.count("\n") == 2 + 2 + 4
+        and "| * |" in markdown
+    )
     assert (sweep_dir / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1 ok, 1 diverged, 2 failed" in result.stdout
     assert "* " in result.stdout and "optim.lr=0.001" in result.stdout  # the table, printed
@@ -179,7 +183,9 @@ def test_compare_reads_sweeps_and_single_runs_together(mixed_sweep, tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert len(rows) == 5
     assert {row["status"] for row in rows} == {"ok", "diverged", "failed"}
-    assert rows[0]["overrides"] == "optim.lr=1e-4,trainer.max_epochs=50" and rows[0]["best"] == "*"
+    best = {row["data_set"]: row["overrides"] for row in rows if row["best"] == "*"}  # each data set's own
+    assert best == {"crops": "optim.lr=1e-4,trainer.max_epochs=50", "csv": "optim.lr=0.001"}
+    assert [row["data_set"] for row in rows if row["status"] == "failed"] == ["unknown data"] * 2
     assert (out / "loss_curves.png").is_file() and (out / "summary.md").is_file()
     assert "5 runs" in result.stdout
 

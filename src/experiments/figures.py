@@ -3,6 +3,7 @@
 import io
 import json
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
     from experiments.runs import Run
 
 
-LEGEND_RUNS = 30  # runs named in a legend; a bigger sweep's others are drawn unnamed
+LEGEND_RUNS = 12  # runs named in a legend, in a panel; the others are drawn thin and grey
+LABEL_LENGTH = 60  # characters of a run's label in a legend
 
 
 def _figure(**kwargs) -> "Figure":
@@ -71,57 +73,93 @@ def fit_figure(
     return fig
 
 
-def loss_curves_figure(runs: list["Run"], labels: list[str]) -> "Figure":
-    """Every run's whole-data loss per epoch on a log scale, labelled by `labels`, best first in the
-    legend, with each distinct optimum as a dashed line. The legend sits beside the plot so 30
-    runs stay readable."""
-    import matplotlib
-
-    plotted = [
-        (run, label) for run, label in zip(runs, labels) if any(math.isfinite(v) and v > 0 for _, v in run.curve)
+def loss_curves_figure(
+    panels: list[tuple[str, list["Run"], list[str]]], named: Collection[Path] = (), left_out: int = 0
+) -> "Figure":
+    """The runs' whole-data loss per epoch on a log scale, a panel per data set (`panels`: its name, its
+    runs best first, their labels), stacked: losses on different data are in different units. In each,
+    the best `LEGEND_RUNS` runs (those in `named`, folders the user gave, among them) each in its colour
+    and named in the legend, the others thin and grey; the optimum as a dashed line. The y axis spans a
+    bit below the optimum to a bit above the highest starting loss: a curve that leaves it (a diverged
+    run) is cut at the top edge and marked there with a triangle. `left_out`: data sets not drawn."""
+    curves = [
+        (name, [(run, label, points) for run, label in zip(runs, labels) if (points := _positive_points(run.curve))])
+        for name, runs, labels in panels
     ]
-    named = min(len(plotted), LEGEND_RUNS)
-    fig = _figure(figsize=(11, max(4.5, 0.19 * named + 1.5)), layout="constrained")
-    ax = fig.subplots()
-    colors = matplotlib.colormaps["viridis" if len(plotted) > 10 else "tab10"]
-    unnamed = []
-    for i, (run, label) in enumerate(plotted):
-        points = [(s, v) for s, v in run.curve if math.isfinite(v) and v > 0]
-        color = colors(i / max(len(plotted) - 1, 1)) if len(plotted) > 10 else colors(i % 10)
-        if i >= named:  # drawn together below: one artist for hundreds of curves
-            unnamed.append((points, color))
-            continue
+    curves = [(name, drawn) for name, drawn in curves if drawn] or [("", [])]
+    fig = _figure(figsize=(11, 4.6 * len(curves) + 0.4 * (len(curves) > 1)), layout="constrained")
+    for ax, (name, drawn) in zip(fig.subplots(len(curves), 1, squeeze=False)[:, 0], curves):
+        on = f" on {name}" if name else ""
+        title = f"Loss curves of {len(drawn)} runs{on}" if len(curves) == 1 else f"{name} — {len(drawn)} runs"
+        _loss_panel(ax, drawn, set(named), title)
+    if len(curves) > 1 or left_out:
+        total = sum(len(drawn) for _, drawn in curves)
+        more = f" (the {len(curves)} with the most runs; {left_out} more in summary.md)" if left_out else ""
+        fig.suptitle(f"Loss curves of {total} runs on {len(curves) + left_out} data sets, each in its own units{more}")
+    return fig
+
+
+def _positive_points(curve: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    return [(step, value) for step, value in curve if math.isfinite(value) and value > 0]
+
+
+def _loss_panel(ax, curves: list[tuple["Run", str, list[tuple[int, float]]]], named: set[Path], title: str) -> None:
+    """One data set's loss curves (run, label, points; best first) on `ax` (see `loss_curves_figure`)."""
+    import matplotlib
+    from matplotlib.collections import LineCollection
+
+    ax.set(yscale="log", xlabel="epoch", ylabel="loss on the whole data set (MSE)", title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    if not curves:
+        return
+    chosen = [i for i, (run, _, _) in enumerate(curves) if run.path in named][:LEGEND_RUNS]
+    chosen = sorted(chosen + [i for i in range(len(curves)) if i not in chosen][: LEGEND_RUNS - len(chosen)])
+    optima = sorted({run.summary["optimal_loss"] for run, _, _ in curves if _positive(run.summary.get("optimal_loss"))})
+    low = min([*optima, *(value for _, _, points in curves for _, value in points)])
+    high = max(points[0][1] for _, _, points in curves)
+    margin = 10 ** max(0.05, 0.04 * math.log10(max(high / low, 1.0)))  # a bit, on the log scale
+    low, high = low / margin, high * margin
+    others = [points for i, (_, _, points) in enumerate(curves) if i not in chosen]
+    if others:
+        ax.add_collection(LineCollection(others, colors="0.6", linewidths=0.7, alpha=0.6, zorder=1))
+    palette = matplotlib.colormaps["tab10" if len(chosen) <= 10 else "viridis"]
+    exits: list[tuple[int, object]] = []  # where each curve leaves the plot, in its colour
+    for position, i in enumerate(chosen):
+        run, label, points = curves[i]
+        color = palette(position) if len(chosen) <= 10 else palette(0.9 * position / (len(chosen) - 1))
+        label = label if len(label) <= LABEL_LENGTH else label[: LABEL_LENGTH - 1] + "…"  # the table has it whole
         if run.summary.get("status") != "ok":
             label += f" ({run.summary.get('status')})"
         steps, values = zip(*points)
-        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label)
-    if unnamed:
-        from matplotlib.collections import LineCollection
-
-        lines, line_colors = zip(*unnamed)
-        ax.add_collection(LineCollection(lines, colors=line_colors, linewidths=0.8, alpha=0.6))
-        ax.autoscale_view()
-    optima = sorted({run.summary["optimal_loss"] for run in runs if run.summary.get("optimal_loss")})
-    for j, optimum in enumerate(optima):
-        ax.axhline(
-            optimum, color="black", linestyle="--", linewidth=1, label="optimum (least squares)" if j == 0 else None
+        ax.plot(steps, values, color=color, linewidth=2.2 if i == 0 else 1.2, label=label, zorder=3)
+        exits += [(step, color) for step, value in points if value > high][:1]
+    exits += [(next(s for s, v in points if v > high), "0.45") for points in others if max(v for _, v in points) > high]
+    for step, color in exits:  # on the top edge, outside the clipped area
+        ax.plot([step], [high], "^", color=color, markersize=7, clip_on=False, zorder=4)
+    for optimum in optima:
+        ax.axhline(optimum, color="black", linestyle="--", linewidth=1, zorder=2)
+        ax.annotate(
+            f"optimum (least squares) {optimum:.4g}",
+            (0.005, optimum),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize="small",
         )
-    ax.set(
-        yscale="log",
-        xlabel="epoch",
-        ylabel="loss on the whole data set (MSE)",
-        title=f"Loss curves of {len(plotted)} runs",
+    ax.autoscale_view()
+    ax.set_ylim(low, high)
+    shown = f"the best {len(chosen)}" if chosen == list(range(len(chosen))) else f"the {len(chosen)} best or given"
+    notes = [f"{shown} of {len(curves)}; the other{'s' * (len(others) > 1)} in grey"] * bool(others) + [
+        "▲ where a curve leaves the plot"
+    ] * bool(exits)
+    ax.legend(
+        title="\n".join(notes) or None,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize="small",
+        title_fontsize="small",
+        frameon=False,
     )
-    ax.grid(True, which="major", alpha=0.3)
-    if plotted:
-        ax.legend(
-            title=f"the best {named} of {len(plotted)}" if named < len(plotted) else None,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1),
-            fontsize="small" if len(plotted) <= 15 else "x-small",
-            frameon=False,
-        )
-    return fig
 
 
 # What draws separate lines in the learning-rate curve, where the runs differ in it, and how to say it.
@@ -147,11 +185,12 @@ def varies_lr(runs: list["Run"]) -> bool:
     return any(len(values) > 1 for values in lrs.values())
 
 
-def lr_curve_figure(runs: list["Run"]) -> "Figure":
+def lr_curve_figure(runs: list["Run"], on: str = "") -> "Figure":
     """The learning-rate curve of a sweep: each run's final loss as a multiple of the optimum against
     its learning rate, both on log scales, one line per value of each setting the runs differ in
     (`LINE_SETTINGS`: epochs, batch size, momentum...); diverged runs marked at the top, at their
-    learning rate; the largest stable learning rate of full-batch gradient descent as a vertical line."""
+    learning rate; the largest stable learning rate of full-batch gradient descent as a vertical line.
+    `on`: the data set, for the title (" on crops")."""
     fig = _figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple, list[tuple[float, float]]] = {}
@@ -190,7 +229,7 @@ def lr_curve_figure(runs: list["Run"]) -> "Figure":
     ax.set(
         xlabel="learning rate (optim.lr)",
         ylabel="final loss / least-squares loss",
-        title=f"Learning-rate curve of {sum(map(len, lines.values())) + len(diverged)} runs",
+        title=f"Learning-rate curve of {sum(map(len, lines.values())) + len(diverged)} runs{on}",
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)

@@ -41,6 +41,23 @@ class Run:
             value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf for value in (ratio, loss)
         )
 
+    @property
+    def data_set(self) -> tuple | None:
+        """What tells the data this run trained on from other data, as its summary records it: the `data`
+        choice, the column names, the rows and the optimum (the same data has the same optimum; 6 digits,
+        so float noise does not split it). Standardizing does not change it: losses are in the data's
+        units. None for a run whose summary records none of it (a failed job)."""
+        summary = self.summary
+        names = [summary.get(key) for key in ("feature_names", "target_names")]
+        optimum = summary.get("optimal_loss")
+        key = (
+            summary.get("data") if isinstance(summary.get("data"), str) else None,
+            *(tuple(map(str, value)) if isinstance(value, list) else None for value in names),
+            summary.get("rows"),
+            float(f"{optimum:.6g}") if isinstance(optimum, (int, float)) else None,
+        )
+        return None if all(value is None for value in key) else key
+
 
 def find_runs(paths: list[Path]) -> list[Path]:
     """Every run folder at or below `paths`, each once, in order: folders with a summary.json, and

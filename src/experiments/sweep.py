@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import stopping
-from experiments.compare import format_table, table_rows, write_comparison
+from experiments.compare import format_tables, group_by_data, which_data, write_comparison
 from experiments.config import Values, check
 from experiments.errors import UserError
 from experiments.files import disk_trouble, is_disk_trouble, write_whole
@@ -134,7 +134,8 @@ class SweepSummary(Callback):
         }
         lines = [", ".join(f"{n} {status}" for status, n in counts.items() if n or status != "interrupted") + "."]
         if runs:
-            print(f"\nSweep of {len(runs)} jobs, best first:\n{format_table(table_rows(runs))}")
+            data_sets = group_by_data(runs)
+            print(f"\nSweep of {len(runs)} jobs on {which_data(data_sets)}, best first:\n{format_tables(data_sets)}")
             lines[0] += f" Table: {sweep_dir / 'summary.md'}  Curves: {sweep_dir / 'loss_curves.png'}"
             lines += stable_lr_lines(runs, sweep_dir)
             lines.append(f"View it:  tensorboard --logdir {sweep_dir}")
