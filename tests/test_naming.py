@@ -26,6 +26,9 @@ def test_a_run_folder_is_named_by_its_time_stamp_and_overrides(tmp_path):
     stamp, overrides = run_dir.name[:26], run_dir.name[27:]
     assert stamp.count("_") == 2 and overrides == "model=scratch,optim.lr=1e-5,trainer.max_epochs=1"
     assert (run_dir / "summary.json").is_file()
+    # The name's = and , are no trouble where a command takes the folder.
+    predicted = run_cli(f"run={run_dir}", "inputs=[[75,63,44]]", cwd=tmp_path, script="predict.py")
+    assert predicted.returncode == 0 and "predicted apples" in predicted.stdout, predicted.stderr
 
 
 def test_sweep_jobs_are_named_by_what_varies_and_a_path_makes_no_nested_folder(tmp_path):

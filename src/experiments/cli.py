@@ -23,7 +23,7 @@ from experiments.config import CONFIG_DIR, check
 from experiments.errors import UserError
 from experiments.files import disk_trouble, is_disk_trouble
 from experiments.folders import remove_if_unused
-from experiments.resume import resume_arguments
+from experiments.resume import quoted, resume_arguments
 from experiments.summary import objective
 
 if TYPE_CHECKING:
@@ -178,6 +178,15 @@ def _predict_app(cfg: DictConfig) -> None:
 
 
 def predict_main() -> None:
-    """predict.py's command line."""
+    """predict.py's command line, with `run=FOLDER` taken as a path: a run folder's name holds `=` and `,`."""
     stopping.install_in_command()
+    sys.argv[1:] = [_quoted_folder(argument) for argument in sys.argv[1:]]
     _run_stopping_quietly(_predict_app)
+
+
+def _quoted_folder(argument: str) -> str:
+    """`run=FOLDER` with FOLDER quoted for Hydra, unless it already is; any other argument as it is."""
+    key, _, value = argument.partition("=")
+    if key != "run" or not value or value[0] in "'\"":
+        return argument
+    return f"run={quoted(Path(value))}"
