@@ -1,6 +1,7 @@
 """What TensorBoard's dashboards show of a run beyond its curves: the CUSTOM SCALARS layout (the loss
 beside the optimum in one chart) and the run's row of the HPARAMS tab, as summaries an event file holds."""
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -100,7 +101,8 @@ def _hparams_summary(tag: str, content: plugin_data_pb2.HParamsPluginData) -> Su
     return Summary(value=[Summary.Value(tag=tag, metadata=hparams.create_summary_metadata(content))])
 
 
-def layout_summary(target_names: list[str], held_out: bool) -> Summary:
+@functools.lru_cache(maxsize=16)  # made once for a sweep group's thousand jobs
+def layout_summary(target_names: tuple[str, ...], held_out: bool) -> Summary:
     """The CUSTOM SCALARS layout: the loss on the whole data set beside the least-squares optimum in one
     chart, then the ratio, the held-out loss (if any), the mini-batch loss and the learning rate; each
     target's weights in a closed category below. TensorBoard merges the layouts of all runs."""

@@ -26,14 +26,12 @@ class History:
 
     def write_text(self) -> str:
         """history.csv's text: the columns in the order they were first logged, a blank where an epoch has none."""
-        columns = list(dict.fromkeys(tag for row in self.rows.values() for tag in row))
+        key_lists = dict.fromkeys(tuple(row) for row in self.rows.values())  # a few: epoch 0 lacks some tags
+        columns = list(dict.fromkeys(tag for keys in key_lists for tag in keys))
         columns.sort(key=lambda tag: tag.startswith(("weights/", "true/")))  # the losses first, then the weights
-        text = io.StringIO()
-        text.write(",".join(["epoch", *columns]) + "\n")
-        for epoch in sorted(self.rows):
-            row = self.rows[epoch]
-            text.write(",".join([str(epoch), *(repr(float(row[c])) if c in row else "" for c in columns)]) + "\n")
-        return text.getvalue()
+        lines = [",".join(["epoch", *columns])]
+        lines += [f"{epoch}," + ",".join(map(repr, map(self.rows[epoch].get, columns))) for epoch in sorted(self.rows)]
+        return "\n".join(lines).replace("None", "") + "\n"  # None: a tag the epoch did not log
 
 
 def parse(text: str, columns: list[str] | None = None) -> History:

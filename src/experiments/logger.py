@@ -82,7 +82,7 @@ class EpochLogger(TensorBoardLogger):
     @rank_zero_only
     def log_layout(self, target_names: list[str], held_out: bool) -> None:
         """The CUSTOM SCALARS layout (see `experiments.dashboards`), at step 0."""
-        self.experiment.add_summary(layout_summary(target_names, held_out), 0)
+        self.experiment.add_summary(layout_summary(tuple(target_names), held_out), 0)
 
     @rank_zero_only
     def log_session(self, settings: Mapping[str, Any], status: str, step: int) -> None:
