@@ -11,6 +11,7 @@ def test_a_folder_name_holds_the_overrides_without_nested_folders_and_shortened_
     assert folder_suffix("model=scratch,optim.lr=1e-05") == "_model=scratch,optim.lr=1e-05"
     assert folder_suffix("data.path=/home/me/data/crops.csv,data=csv") == "_data.path=crops.csv,data=csv"
     assert folder_suffix(r"data.path=C:\data\crops.csv") == "_data.path=crops.csv"
+    assert folder_suffix(r"data.targets=[price],data.path=my\ data/a\ b.csv") == "_data.targets=price,data.path=a_b.csv"
     many = ",".join(f"+trainer.setting_{i}={i}" for i in range(20))
     shortened = folder_suffix(many)
     assert len(shortened) <= MAX_OVERRIDES_LENGTH + len("_,and_20_more")
@@ -56,4 +57,4 @@ def test_sweep_jobs_are_named_by_what_varies_and_a_path_makes_no_nested_folder(t
     run = run_cli("data=csv", f"data.path={data}", "data.targets=[y]", "trainer.max_epochs=1", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
-    assert run_dir.name.endswith("_data.path=table.csv,data.targets=[y],data=csv,trainer.max_epochs=1")
+    assert run_dir.name.endswith("_data.path=table.csv,data.targets=y,data=csv,trainer.max_epochs=1")

@@ -216,11 +216,12 @@ def write_comparison(
         in_job_order = sorted(zip(labels, data_set.runs), key=lambda pair: _job_order(pair[1].path))  # a sweep's grid
         paths = [(label, landscape) for label, run in in_job_order if (landscape := read_landscape(run.path))]
         if paths:
-            title = f"The paths of {len(paths)} runs{on} on the loss surface"
+            title = f"The paths of {len(paths)} run{'s' * (len(paths) != 1)}{on} on the loss surface"
             save_png(landscape_figure(paths, title), out_dir / f"trajectories{suffix}.png")
             written.append(f"trajectories{suffix}.png")
     if print_table:
-        print(f"{len(runs)} runs on {which_data(data_sets)}, best first:\n{format_tables(data_sets)}")
+        counted = f"{len(runs)} run{'s' * (len(runs) != 1)}"
+        print(f"{counted} on {which_data(data_sets)}, best first:\n{format_tables(data_sets)}")
         if left_out:
             print(
                 f"\nloss_curves.png draws the {len(panels)} data sets with the most runs; the tables list all "

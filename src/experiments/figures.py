@@ -90,7 +90,8 @@ def loss_curves_figure(
     fig = _figure(figsize=(11, 4.6 * len(curves) + 0.4 * (len(curves) > 1)), layout="constrained")
     for ax, (name, drawn) in zip(fig.subplots(len(curves), 1, squeeze=False)[:, 0], curves):
         on = f" on {name}" if name else ""
-        title = f"Loss curves of {len(drawn)} runs{on}" if len(curves) == 1 else f"{name} — {len(drawn)} runs"
+        runs = f"{len(drawn)} run{'s' * (len(drawn) != 1)}"
+        title = f"Loss curves of {runs}{on}" if len(curves) == 1 else f"{name} — {runs}"
         _loss_panel(ax, drawn, set(named), title)
     if len(curves) > 1 or left_out:
         total = sum(len(drawn) for _, drawn in curves)
@@ -167,6 +168,7 @@ LINE_SETTINGS = {
     "max_epochs": "{} epochs",
     "batch_size": "batches of {}",
     "momentum": "momentum {}",
+    "model": "model={}",
     "schedule": "{} schedule",
     "optim": "optim={}",
     "standardize": "standardize={}",

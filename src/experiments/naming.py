@@ -34,11 +34,14 @@ def folder_suffix(override_dirname: str) -> str:
 
 
 def _without_folders(item: str) -> str:
-    """`key=value` with a path in `value` given by its last part (`data.path=crops.csv`)."""
+    """`key=value` with a path in `value` given by its last part (`data.path=crops.csv`), and without
+    what a shell would read as a pattern or a quote (`data.targets=[price]` as `data.targets=price`)."""
     key, separator, value = item.partition("=")
+    value = value.replace("\\ ", " ")  # Hydra's escaped space
     if "/" in value or "\\" in value:
         value = PureWindowsPath(PurePosixPath(value.rstrip("/\\")).name).name or value.replace("/", "-")
-    return (key + separator + value).replace("/", "-").replace("\\", "-")
+    name = (key + separator + value).replace("/", "-").replace("\\", "-")
+    return re.sub(r"[\s]", "_", re.sub(r"[][*?'\"{}]", "", name))
 
 
 class NameJobsByWhatVaries(Callback):
