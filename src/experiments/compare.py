@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments import stopping
+from experiments.api import call_as_api
 from experiments.errors import UserError
 from experiments.files import write_whole
 from experiments.runs import Run, load_runs, read_landscape, read_loss_curve
+
+call_as_api(__name__)  # `from experiments import compare` gives this module: calling it is the API's compare
 
 COLUMNS = [
     "data_set",

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import stopping
+from experiments.api import call_as_api
 from experiments.compare import format_tables, group_by_data, which_data, write_comparison
 from experiments.config import Values, check
 from experiments.errors import Exit, UserError
@@ -32,6 +33,8 @@ from experiments.jobs import InvalidJob, Job
 from experiments.resume import clear_attempt, resumable
 from experiments.runs import Run, load_runs
 from experiments.summary import format_result, objective, write_summary
+
+call_as_api(__name__)  # `from experiments import sweep` gives this module: calling it is the API's sweep
 
 if TYPE_CHECKING:
     from experiments.launcher import BatchedLauncher
