@@ -1,7 +1,9 @@
 """The command lines of train.py and predict.py: Hydra apps that compose and check the configuration
 first, and import PyTorch and Lightning only once it is sound, so a mistake is answered in a second.
 
-A mistake is one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the traceback).
+A mistake is one line on stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows the traceback). Inside
+Hydra a mistake travels as an `Exit` carrying the UserError; only the entry points below print it and
+exit, so the Python API (`experiments.api`) runs the same task function and raises the UserError instead.
 """
 
 import os
@@ -20,7 +22,7 @@ from omegaconf.errors import InterpolationResolutionError, ValidationError
 
 from experiments import stopping
 from experiments.config import CONFIG_DIR, check
-from experiments.errors import UserError
+from experiments.errors import Exit, UserError
 from experiments.files import disk_trouble, is_disk_trouble
 from experiments.folders import remove_if_unused
 from experiments.resume import quoted, resume_arguments
@@ -66,11 +68,7 @@ def _answer_in_one_line(run_and_report):
             except KeyboardInterrupt:  # before the handlers were installed
                 sys.exit(130)
             except (ConfigCompositionException, UserError, OSError) as error:
-                line = type_error_line(error) if isinstance(error, ConfigCompositionException) else None
-                if isinstance(error, OSError) and is_disk_trouble(error):
-                    line = disk_trouble(error)
-                elif isinstance(error, UserError):
-                    line = str(error)
+                line = error_line(error)
                 if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
                 print(f"Error: {line}", file=sys.stderr, flush=True)
@@ -81,6 +79,15 @@ def _answer_in_one_line(run_and_report):
         return run_and_report(explained)
 
     return run_and_report_in_one_line
+
+
+def error_line(error: BaseException) -> str | None:
+    """The one line the command line prints after "Error: " for `error`; None for one it leaves to Hydra."""
+    if isinstance(error, OSError) and is_disk_trouble(error):
+        return disk_trouble(error)
+    if isinstance(error, UserError):
+        return str(error)
+    return type_error_line(error)
 
 
 def _summarize_stopped_sweep() -> None:
@@ -95,13 +102,13 @@ hydra_internal_utils.run_and_report = _answer_in_one_line(hydra_internal_utils.r
 
 
 def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
-    """Print a user's mistake in one line, remove the folder it would have written, and exit 2."""
+    """End the command for a user's mistake (exit 2, the mistake printed by the entry point), removing
+    the folder it would have written."""
     if run_dir is not None:
         remove_if_unused(run_dir)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
-    print(f"Error: {error}", file=sys.stderr)
-    sys.exit(2)
+    raise Exit(2, error)
 
 
 def _train_sweep(launcher: "BatchedLauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
@@ -138,8 +145,7 @@ def train_task(cfg: DictConfig) -> float:
     except OSError as error:  # the disk's trouble in one line, not after Hydra's "Error executing job"
         if not is_disk_trouble(error) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"Error: {disk_trouble(error)}", file=sys.stderr)
-        sys.exit(1)
+        raise Exit(1, UserError(disk_trouble(error))) from None
     return objective(summary)
 
 
@@ -150,17 +156,26 @@ _train_app = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=
 def train_main() -> None:
     """train.py's command line: the Hydra app, with `resume=FOLDER` read as the recorded command it continues."""
     stopping.install_in_command()
+    _run_command(_resumed_train_app)
+
+
+def _resumed_train_app() -> None:
     try:
         sys.argv[1:] = resume_arguments(sys.argv[1:])
     except UserError as error:
         exit_with(error)
-    _run_stopping_quietly(_train_app)
+    _train_app()
 
 
-def _run_stopping_quietly(app: Callable[[], None]) -> None:
-    """Run a Hydra app; a signal while Hydra composes (outside the handling above) ends it without a traceback."""
+def _run_command(app: Callable[[], None]) -> None:
+    """Run a Hydra app as a command: a mistake ends it with its one line and exit status; a signal while
+    Hydra composes (outside the handling above) ends it without a traceback."""
     try:
         app()
+    except Exit as exit:
+        if exit.error is not None:
+            print(f"Error: {exit.error}", file=sys.stderr)
+        raise
     except stopping.Stopped as stop:
         sys.exit(stop.exit_status)
 
@@ -181,7 +196,7 @@ def predict_main() -> None:
     """predict.py's command line, with `run=FOLDER` taken as a path: a run folder's name holds `=` and `,`."""
     stopping.install_in_command()
     sys.argv[1:] = [_quoted_folder(argument) for argument in sys.argv[1:]]
-    _run_stopping_quietly(_predict_app)
+    _run_command(_predict_app)
 
 
 def _quoted_folder(argument: str) -> str:

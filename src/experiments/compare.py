@@ -22,8 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments import stopping
+from experiments.api import call_as_api
+from experiments.errors import UserError
 from experiments.files import write_whole
 from experiments.runs import Run, load_runs, read_landscape, read_loss_curve
+
+call_as_api(__name__)  # `from experiments import compare` gives this module: calling it is the API's compare
 
 COLUMNS = [
     "data_set",
@@ -250,9 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     status. A signal ends it with 128 + its number and no traceback (what it writes is written whole)."""
     stopping.install_in_command()
     try:
-        return _compare(argv)
+        compare_runs(argv)
+    except UserError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
     except stopping.Stopped as stop:
         return stop.exit_status
+    return 0
 
 
 SETTING = re.compile(r"[+~]?[A-Za-z_][\w.]*=.*", re.DOTALL)  # optim=adam, optim.lr=1e-5: not a path
@@ -263,7 +271,9 @@ WHEN_EXAMPLES = (
 )
 
 
-def _compare(argv: list[str] | None) -> int:
+def compare_runs(argv: list[str] | None) -> Path:
+    """Compare the runs that the command line `argv` selects, as `main` does; the folder written.
+    UserError for a selection that cannot be compared."""
     parser = argparse.ArgumentParser(
         prog="compare.py",
         description="Compare runs: a table per data set, best first, and a picture of their loss curves.",
@@ -288,16 +298,16 @@ def _compare(argv: list[str] | None) -> int:
     settings = [arg for arg in args.paths if SETTING.fullmatch(arg)]
     paths = [Path(arg) for arg in args.paths if not SETTING.fullmatch(arg)] or [Path("outputs")]
     if args.last is not None and not (args.last.isdigit() and int(args.last) > 0):
-        return _refuse(f"--last {args.last!r} is not a number of runs; give one such as --last 5.")
+        raise UserError(f"--last {args.last!r} is not a number of runs; give one such as --last 5.")
     since = None if args.since is None else _since(args.since, time.time())
     if args.since is not None and since is None:
-        return _refuse(f"--since {args.since!r} is not a time; give {WHEN_EXAMPLES}.")
+        raise UserError(f"--since {args.since!r} is not a time; give {WHEN_EXAMPLES}.")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        return _refuse(f"no such folder: {', '.join(missing)}")
+        raise UserError(f"no such folder: {', '.join(missing)}")
     found = load_runs(paths, curves=False)
     if not found:
-        return _refuse(f"no runs (folders with a summary.json) under {', '.join(map(str, paths))}.")
+        raise UserError(f"no runs (folders with a summary.json) under {', '.join(map(str, paths))}.")
     runs = [run for run in found if all(matches(run, setting) for setting in settings)]
     runs = [run for run in runs if since is None or run.modified >= since]
     if args.last is not None:
@@ -305,7 +315,7 @@ def _compare(argv: list[str] | None) -> int:
         runs = [run for run in runs if id(run) in recent]
     selection = " ".join(settings + [f"--{o} {getattr(args, o)}" for o in ("since", "last") if getattr(args, o)])
     if not runs:
-        return _refuse(
+        raise UserError(
             f"no run matches {selection}, of the {len(found)} runs under {', '.join(map(str, paths))}; "
             f"a setting matches a run's overrides or its summary.json (optim=adam, optim.lr=1e-5)."
         )
@@ -319,16 +329,11 @@ def _compare(argv: list[str] | None) -> int:
         written = write_comparison(runs, out, named=given)
     except OSError as error:  # --out is a file, or a folder that cannot be made or written
         where = error.filename or args.out or Path("outputs", "compare")
-        return _refuse(
+        raise UserError(
             f"cannot write the comparison to {where}: {error.strerror or error}; give --out a folder you can write to."
-        )
+        ) from None
     print(f"\nWrote {', '.join(written)} in {out}")
-    return 0
-
-
-def _refuse(message: str) -> int:
-    print(f"Error: {message}", file=sys.stderr)
-    return 2
+    return out
 
 
 def _since(text: str, now: float) -> float | None:

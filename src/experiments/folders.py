@@ -6,15 +6,15 @@ writes its `.hydra/` files into the folder before the task starts."""
 import fcntl
 import os
 import shutil
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.errors import UserError
+from experiments.errors import Exit, UserError
 from experiments.files import disk_trouble
 from experiments.resume import resume_point
 
@@ -41,15 +41,13 @@ def _claim_or_exit(folder: Path, resume: str | None, what: str, key: str) -> Non
 
 
 def _or_exit(check: Callable[[], Any]) -> None:
-    """Run `check`; a refusal ends the command with its one line."""
+    """Run `check`; a refusal ends the command with its one line (an `Exit`, which Hydra lets through)."""
     try:
         check()
     except UserError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(2)
+        raise Exit(2, error) from None
     except OSError as error:
-        print(f"Error: {disk_trouble(error)}", file=sys.stderr)
-        sys.exit(1)
+        raise Exit(1, UserError(disk_trouble(error))) from None
 
 
 def claim(folder: Path, resume: str | None, what: str, key: str) -> None:
@@ -82,6 +80,19 @@ def _lock(folder: Path, kind: int) -> int:
             f"{folder} is being written by another command; wait for it to end, or use another folder."
         ) from None
     return descriptor
+
+
+@contextmanager
+def released_after() -> Iterator[None]:
+    """The folders claimed within, unlocked on leaving: for the Python API, whose process goes on after
+    its runs (and may resume one of them)."""
+    held = len(_held)
+    try:
+        yield
+    finally:
+        for descriptor in _held[held:]:
+            os.close(descriptor)
+        del _held[held:]
 
 
 def remove_if_unused(run_dir: Path) -> None:

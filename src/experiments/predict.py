@@ -3,6 +3,7 @@
 import csv
 import io
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -12,7 +13,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from experiments.csv_table import FLOAT32_MAX, read_features
 from experiments.errors import UserError
 from experiments.files import write_whole
-from experiments.runs import load_trained_module
+from experiments.runs import load_trained_module, read_summary
 
 if TYPE_CHECKING:
     from experiments.module import RegressionModule
@@ -27,11 +28,7 @@ def predict(cfg: DictConfig) -> torch.Tensor:
     """Print the predictions of the run `cfg.run` for `cfg.inputs` or `cfg.input_csv` as a table, and
     write them to `cfg.output` if given; returns them."""
     settings = _settings(cfg)
-    module, feature_names, target_names = load_trained_module(settings["run"])
-    features = _inputs(settings, feature_names)
-    with torch.no_grad():
-        predictions = module.predict(features.to(module.model.weight.dtype)).double()
-    _check_finite(module, features, predictions)
+    features, predictions, feature_names, target_names = predictions_of(settings["run"], settings)
     header = feature_names + [f"predicted {name}" for name in target_names]
     rows = [[f"{v:.6g}" for v in x + p] for x, p in zip(features.tolist(), predictions.tolist())]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -42,6 +39,34 @@ def predict(cfg: DictConfig) -> torch.Tensor:
         _write_csv(settings["output"], feature_names + target_names, torch.cat([features, predictions], dim=1))
         print(f"Wrote {len(rows)} predictions to {settings['output']}.")
     return predictions
+
+
+def predictions_of(
+    run_dir: str | Path, settings: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """The inputs that `settings` gives (`inputs`, rows of numbers, or `input_csv`) and the predictions for them
+    of the run in `run_dir`, in the data's units (float64), with its feature and target names. A diverged run is
+    refused: its weights fit nothing."""
+    _refuse_diverged(Path(run_dir))
+    module, feature_names, target_names = load_trained_module(run_dir)
+    features = _inputs(settings, feature_names)
+    with torch.no_grad():
+        predictions = module.predict(features.to(module.model.weight.dtype)).double()
+    _check_finite(module, features, predictions)
+    return features, predictions, feature_names, target_names
+
+
+def _refuse_diverged(run_dir: Path) -> None:
+    if not (run_dir / "summary.json").is_file():
+        return
+    summary, _ = read_summary(run_dir)
+    if summary.get("status") == "diverged":
+        stable = summary.get("max_stable_lr")
+        limit = f" (full-batch gradient descent on its data is stable for optim.lr < {stable:.2g})" if stable else ""
+        raise UserError(
+            f"{run_dir} diverged at epoch {summary.get('diverged_at_epoch')}: its weights fit nothing, so it "
+            f"predicts nothing; train it again with a smaller optim.lr{limit}."
+        )
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:

@@ -23,15 +23,18 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import stopping
+from experiments.api import call_as_api
 from experiments.compare import format_tables, group_by_data, which_data, write_comparison
 from experiments.config import Values, check
-from experiments.errors import UserError
+from experiments.errors import Exit, UserError
 from experiments.files import disk_trouble, is_disk_trouble, write_whole
 from experiments.folders import remove_if_unused
 from experiments.jobs import InvalidJob, Job
 from experiments.resume import clear_attempt, resumable
 from experiments.runs import Run, load_runs
 from experiments.summary import format_result, objective, write_summary
+
+call_as_api(__name__)  # `from experiments import sweep` gives this module: calling it is the API's sweep
 
 if TYPE_CHECKING:
     from experiments.launcher import BatchedLauncher
@@ -93,6 +96,7 @@ class SweepSummary(Callback):
     that did not run."""
 
     running: "SweepSummary | None" = None  # the sweep this process runs, until it ends
+    last: "SweepSummary | None" = None  # the sweep this process ran last (the Python API returns its folder)
     planned: list[list[str]] = []  # the overrides of every job the sweep runs, where the sweeper says
 
     def __init__(self) -> None:
@@ -100,7 +104,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        SweepSummary.running = self
+        SweepSummary.running = SweepSummary.last = self
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -108,10 +112,9 @@ class SweepSummary(Callback):
                 failed = self.summarize(Path(config.hydra.sweep.dir))
                 SweepSummary.running = None
         except OSError as error:  # Hydra would make a warning of it
-            print(f"Error: the sweep's summary could not be written: {disk_trouble(error)}", file=sys.stderr)
-            sys.exit(1)
+            raise Exit(1, UserError(f"the sweep's summary could not be written: {disk_trouble(error)}")) from None
         if failed:
-            sys.exit(1)
+            raise Exit(1)
 
     def summarize_stopped(self) -> None:
         """Summarize what the stopped sweep finished, and name the jobs it did not run."""
@@ -273,8 +276,8 @@ def describe_plan(jobs: list[Job], groups: dict[str, list[Job]], alone: list[Job
 
 
 def refuse_invalid(jobs: list["Job | InvalidJob"], sweep_dir: Path) -> None:
-    """Check every job before any trains; if any is invalid, say which and why, one line each, and
-    exit 2 with nothing written for the jobs."""
+    """Check every job before any trains; if any is invalid, end the command (exit 2) saying which and
+    why, one line each, with nothing written for the jobs."""
     from experiments.cli import type_error_line
 
     problems = []
@@ -289,12 +292,13 @@ def refuse_invalid(jobs: list["Job | InvalidJob"], sweep_dir: Path) -> None:
         return
     if sweep_dir.is_dir() and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
         shutil.rmtree(sweep_dir)  # the sweep wrote nothing else
-    print(
-        f"Error: {len(problems)} of the {len(jobs)} jobs to run are invalid, so none of them was run:\n"
-        + "\n".join(problems),
-        file=sys.stderr,
+    raise Exit(
+        2,
+        UserError(
+            f"{len(problems)} of the {len(jobs)} jobs to run are invalid, so none of them was run:\n"
+            + "\n".join(problems)
+        ),
     )
-    sys.exit(2)
 
 
 def job_problem(job: Job) -> str | None:
