@@ -2,7 +2,7 @@
 
 import sys
 
-from experiments.compare import main
+from experiments.comparison import main
 
 if __name__ == "__main__":
     sys.exit(main())

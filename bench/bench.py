@@ -27,7 +27,7 @@ import plain
 from experiments.config import compose_run
 from experiments.synthetic import Synthetic
 from experiments.tables import builtin_table
-from experiments.train import train
+from experiments.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS = 5

@@ -115,7 +115,7 @@ def test_importing_the_package_loads_nothing_heavy_and_its_names_stay_the_apis()
     heavy = ("torch", "hydra", "pandas", "lightning", "matplotlib")
     code = (
         f"import sys, experiments; print([m for m in {heavy!r} if m in sys.modules]); "
-        "import experiments.compare, experiments.sweep; from experiments import compare, sweep; "
+        "import experiments.comparison, experiments.sweeps; from experiments import compare, sweep; "
         "print(callable(compare), callable(sweep))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare
+from experiments import comparison as compare
 from experiments.figures import LEGEND_RUNS, loss_curves_figure
 from experiments.runs import Run
 from helpers import make_run, summary, write_curve

@@ -17,7 +17,7 @@ from experiments.least_squares import QRFactor, least_squares
 from experiments.predict import predict
 from experiments.runs import load_trained_module
 from experiments.tables import builtin_table
-from experiments.train import train
+from experiments.training import train
 
 POLYNOMIAL = ["data=csv", "data.path=polynomial.csv", "data.targets=[y]"]
 

@@ -7,7 +7,7 @@ import torch
 
 from experiments.csv_table import read_csv
 from experiments.errors import UserError
-from experiments.train import train
+from experiments.training import train
 from helpers import run_cli
 
 GOOD = "temp,rainfall,humidity,apples\n73,67,43,56\n91,88,64,81\n87,134,58,119\n102,43,37,22\n69,96,70,103\n"

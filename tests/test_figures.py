@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from experiments.compare import write_comparison
+from experiments.comparison import write_comparison
 from experiments.figures import lr_curve_figure, varies_lr
 from experiments.runs import Run
 

@@ -10,7 +10,7 @@ from experiments import events
 from experiments.config import compose_run
 from experiments.logger import Thinning
 from experiments.runs import read_history, read_loss_curve
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import compare, csv_table
+from experiments import comparison as compare
+from experiments import csv_table
 from experiments.csv_table import read_csv, read_features
 from experiments.errors import UserError
 from experiments.runs import UNREADABLE_OVERRIDES, read_overrides, read_summary

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.compare import write_comparison
+from experiments.comparison import write_comparison
 from experiments.datamodule import RegressionDataModule
 from experiments.landscape import WeightPath, landscape_record, surface
 from experiments.runs import load_runs, read_landscape
 from experiments.tables import builtin_table
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 

@@ -13,7 +13,7 @@ from experiments.least_squares import QRFactor, least_squares
 from experiments.predict import predict
 from experiments.runs import load_trained_module
 from experiments.tables import builtin_table
-from experiments.train import train
+from experiments.training import train
 from helpers import run_cli
 
 NEW_REGION = [75.0, 63.0, 44.0]

@@ -18,7 +18,7 @@ from experiments import stopping
 from experiments.config import check
 from experiments.errors import UserError
 from experiments.tables import BUILTIN_TABLES
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 LR = 1e-5

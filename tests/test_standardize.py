@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from experiments.least_squares import QRFactor, least_squares
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 

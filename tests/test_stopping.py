@@ -17,7 +17,7 @@ from experiments import stopping
 from experiments.config import compose_run
 from experiments.events import read_scalar_series
 from experiments.runs import read_history
-from experiments.train import train
+from experiments.training import train
 from helpers import REPO, read_scalars, run_cli
 
 SIGNALS = [signal.SIGINT, signal.SIGTERM]

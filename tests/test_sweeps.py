@@ -286,7 +286,7 @@ def test_ddp_is_refused_inside_a_multirun(make_cfg):
     from omegaconf import read_write
 
     from experiments.errors import UserError
-    from experiments.train import train
+    from experiments.training import train
 
     cfg = make_cfg("+trainer.strategy=ddp")
     with read_write(cfg.hydra):

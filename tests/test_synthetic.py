@@ -10,7 +10,7 @@ from experiments.cli import type_error_line
 from experiments.errors import UserError
 from experiments.least_squares import QRFactor, least_squares
 from experiments.synthetic import Synthetic
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 

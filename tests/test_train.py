@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from experiments import stopping
 from experiments.cli import type_error_line
 from experiments.errors import UserError
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 ALL_COMBINATIONS = [

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from experiments.tables import builtin_table
-from experiments.train import train
+from experiments.training import train
 from helpers import read_scalars
 
 TUTORIALS = [

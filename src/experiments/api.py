@@ -18,8 +18,6 @@ the command line prints after "Error: ". Run folders are read as data, as compar
 
 import io
 import logging
-import sys
-import types
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +38,7 @@ def train(*overrides: str) -> "Run":
 def sweep(*overrides: str) -> "Sweep":
     """A sweep, as `python train.py -m *overrides` runs it, in outputs/multirun/<stamp>/. Jobs that fail
     do not raise: the table says which (the command line exits 1)."""
-    from experiments.sweep import SweepSummary
+    from experiments.sweeps import SweepSummary
 
     SweepSummary.last = None
     _launch(list(overrides), multirun=True)
@@ -58,27 +56,12 @@ def compare(
 ) -> "Comparison":
     """What `python compare.py *paths_and_filters [--out OUT] [--last N] [--since WHEN]` writes (by default
     into outputs/compare/<time>/), and prints."""
-    from experiments.compare import compare_runs
+    from experiments.comparison import compare_runs
 
     options = {"--out": out, "--last": last, "--since": since}
     argv = [str(arg) for arg in paths_and_filters]
     argv += [str(item) for option, value in options.items() if value is not None for item in (option, value)]
     return Comparison(compare_runs(argv))
-
-
-class _CallableModule(types.ModuleType):
-    """A module of this package that is also the API function of its name."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        api_function = globals()[self.__name__.rsplit(".", 1)[-1]]  # this module's train, sweep or compare
-        return api_function(*args, **kwargs)
-
-
-def call_as_api(module_name: str) -> None:
-    """Make the module `module_name` (experiments.train, .sweep, .compare) callable as the API function of
-    its name: once a package's submodule is imported, it is what its name on the package gives, so it is
-    what `from experiments import train` gives (see experiments/__init__.py)."""
-    sys.modules[module_name].__class__ = _CallableModule
 
 
 def _launch(overrides: list[str], multirun: bool) -> "JobReturn | Any":

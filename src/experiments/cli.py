@@ -91,8 +91,8 @@ def error_line(error: BaseException) -> str | None:
 
 
 def _summarize_stopped_sweep() -> None:
-    """A stopped sweep's summary, if a sweep was running (see `experiments.sweep.SweepSummary`)."""
-    from experiments.sweep import SweepSummary
+    """A stopped sweep's summary, if a sweep was running (see `experiments.sweeps.SweepSummary`)."""
+    from experiments.sweeps import SweepSummary
 
     if SweepSummary.running is not None:
         SweepSummary.running.summarize_stopped()
@@ -113,16 +113,16 @@ def exit_with(error: UserError, run_dir: Path | None = None) -> NoReturn:
 
 def _train_sweep(launcher: "BatchedLauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
     """The batched launcher's way into train.py's sweeps (see `experiments.launcher`)."""
-    from experiments.sweep import train_sweep
+    from experiments.sweeps import train_sweep
 
     return train_sweep(launcher, job_overrides, initial_job_idx)
 
 
 def train_task(cfg: DictConfig) -> float:
-    """`python train.py`: one run, or with -m one job of a sweep (see `experiments.sweep`).
+    """`python train.py`: one run, or with -m one job of a sweep (see `experiments.sweeps`).
     Returns the number a sweeper such as Optuna minimizes."""
     if HydraConfig.get().mode == RunMode.MULTIRUN:
-        from experiments.sweep import run_sweep_job
+        from experiments.sweeps import run_sweep_job
 
         if stopping.in_worker():
             stopping.install()
@@ -132,7 +132,7 @@ def train_task(cfg: DictConfig) -> float:
         stopping.moment("startup")
         check(cfg)
         with stopping.whole():  # a signal waits for the import: one cut short breaks the modules half-loaded
-            from experiments.train import train  # PyTorch and Lightning load here, once the config is sound
+            from experiments.training import train  # PyTorch and Lightning load here, once the config is sound
 
         summary = train(cfg)
     except UserError as error:

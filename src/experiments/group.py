@@ -31,7 +31,7 @@ from experiments.logger import EpochLogger
 from experiments.members import BATCHED_OPTIMIZERS, MembersModule
 from experiments.schedules import BATCHED_SCHEDULES, MemberSchedules, scheduler_factory
 from experiments.summary import run_settings, summary_of, write_summary
-from experiments.train import build, draws_fit_picture, make_trainer
+from experiments.training import build, draws_fit_picture, make_trainer
 
 # Each member's update is applied by MembersModule itself, not by a torch optimizer; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")

@@ -3,7 +3,7 @@
 
 It composes a sweep's jobs once per kind (`experiments.jobs`). A task function that can train jobs
 together says so with a `train_together(launcher, jobs)` attribute (train.py's does, see
-`experiments.sweep.train_sweep`) and is handed all of them at once; any other task is run job by
+`experiments.sweeps.train_sweep`) and is handed all of them at once; any other task is run job by
 job exactly as Hydra's basic launcher runs it, so the launcher serves any Hydra app.
 """
 

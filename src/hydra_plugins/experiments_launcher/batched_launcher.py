@@ -14,7 +14,7 @@ from hydra.plugins.launcher import Launcher
 
 from experiments import launcher
 from experiments.resume import finished_jobs
-from experiments.sweep import SweepSummary
+from experiments.sweeps import SweepSummary
 
 
 class BatchedLauncher(launcher.BatchedLauncher):

@@ -23,8 +23,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from experiments import stopping
-from experiments.api import call_as_api
-from experiments.compare import format_tables, group_by_data, which_data, write_comparison
+from experiments.comparison import format_tables, group_by_data, which_data, write_comparison
 from experiments.config import Values, check
 from experiments.errors import Exit, UserError
 from experiments.files import disk_trouble, is_disk_trouble, write_whole
@@ -33,8 +32,6 @@ from experiments.jobs import InvalidJob, Job
 from experiments.resume import clear_attempt, resumable
 from experiments.runs import Run, load_runs
 from experiments.summary import format_result, objective, write_summary
-
-call_as_api(__name__)  # `from experiments import sweep` gives this module: calling it is the API's sweep
 
 if TYPE_CHECKING:
     from experiments.launcher import BatchedLauncher
@@ -47,7 +44,7 @@ def run_sweep_job(cfg: DictConfig) -> float:
     worker = stopping.in_worker()
     try:
         with stopping.whole():  # a signal waits for the import (see cli.train_task)
-            from experiments.train import train
+            from experiments.training import train
 
         summary = train(cfg)
     except Exception as error:  # one job's failure must not end the sweep (the disk's does)

@@ -3,7 +3,7 @@
 `python compare.py [PATH...] [name=value...] [--last N] [--since WHEN] [--out DIR]` takes run folders,
 sweep folders or all of `outputs/` (the default), keeps the runs the filters select, and writes into a
 folder of its own (`outputs/compare/<stamp>/`); the sweep summary written at the end of every multirun
-(`experiments.sweep`) is the same comparison for one sweep. Runs are grouped by the data they trained on
+(`experiments.sweeps`) is the same comparison for one sweep. Runs are grouped by the data they trained on
 (`Run.data_set`): losses on different data are in different units, so each data set has its own table,
 its own best run and its own panel. Runs are read by `experiments.runs`, as data: a run whose
 summary.json or .hydra/overrides.yaml cannot be read is listed as such, with one warning line on stderr,
@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments import stopping
-from experiments.api import call_as_api
 from experiments.errors import UserError
 from experiments.files import write_whole
 from experiments.runs import Run, load_runs, read_landscape, read_loss_curve
-
-call_as_api(__name__)  # `from experiments import compare` gives this module: calling it is the API's compare
 
 COLUMNS = [
     "data_set",

@@ -23,7 +23,6 @@ from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
 from experiments import stopping
-from experiments.api import call_as_api
 from experiments.callbacks import EpochProgressBar, EpochRecorder, RunPictures, StopOnDivergence
 from experiments.config import check
 from experiments.errors import UserError
@@ -34,8 +33,6 @@ from experiments.module import OptimizerFactory, RegressionModule
 from experiments.resume import clear_attempt, prepare_resume
 from experiments.schedules import SchedulerFactory, scheduler_factory
 from experiments.summary import format_result, run_settings, run_summary, write_summary
-
-call_as_api(__name__)  # `from experiments import train` gives this module: calling it is the API's train
 
 # Lightning's start-up notices ("GPU available: False ...", tips) say nothing a student needs.
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
