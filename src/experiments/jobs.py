@@ -226,7 +226,9 @@ class _Kind:
         """`hydra.sweep.subdir` for a job: filled in here where it names nothing but the job's number
         and overrides (as it does by default), else resolved by OmegaConf."""
         job_fields = {"num": str(index), "id": str(index), "override_dirname": override_dirname}
-        filled = self._subdir_template.replace(_FOLDER_SUFFIX, folder_suffix(override_dirname))
+        filled = self._subdir_template
+        if "${" not in override_dirname:  # else OmegaConf resolves what the overrides refer to, below
+            filled = filled.replace(_FOLDER_SUFFIX, folder_suffix(override_dirname))
         filled = _JOB_FIELD.sub(lambda match: job_fields[match[1]], filled)
         if "${" not in filled and "\\" not in filled:
             return filled
