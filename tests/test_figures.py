@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from experiments.comparison import write_comparison
-from experiments.figures import lr_curve_figure, varies_lr
+from experiments.figures import _figure, lr_curve_figure, png_of, varies_lr
 from experiments.runs import Run
 
 
@@ -43,3 +43,16 @@ def test_only_a_sweep_of_learning_rates_gets_an_lr_curve(tmp_path):
     assert not (tmp_path / "epochs" / "lr_curve.png").exists()
     recipes = [run(1e-4, 100, ratio=8.0), run(0.5, 1000, ratio=1.0)]  # each its own lr and epochs: no curve to draw
     assert not varies_lr(recipes)
+
+
+def test_drawing_a_picture_leaves_matplotlibs_backend_as_it_was():
+    """A notebook's inline plots keep working after a run has drawn its pictures."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        assert png_of(_figure()).startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)

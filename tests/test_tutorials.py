@@ -1,8 +1,11 @@
 """Each tutorial, as an experiment config, reproduces its notebook."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from experiments.summary import format_result
 from experiments.tables import builtin_table
 from experiments.training import train
 from helpers import read_scalars
@@ -25,6 +28,17 @@ def test_each_tutorial_runs_and_its_loss_falls(make_cfg, name):
     assert summary["status"] == "ok" and summary["epochs"] == cfg.trainer.max_epochs
     assert losses[-1] < losses[0] / 10
     assert losses[-1] < losses[len(losses) // 2] < losses[0]
+
+
+def test_tutorial_002_grows_mangoes_and_oranges_on_the_crops_numbers(make_cfg):
+    cfg = make_cfg("experiment=tutorial_002", "trainer.max_epochs=1")
+    summary = train(cfg)
+    assert summary["target_names"] == ["mangoes", "oranges"]
+    report = format_result(summary, Path(cfg.output_dir))
+    assert "  mangoes = " in report and "  oranges = " in report and "apples" not in report
+    mangoes, crops = builtin_table("crops_mangoes"), builtin_table("crops")
+    assert mangoes.target_names == ["mangoes", "oranges"] and mangoes.feature_names == crops.feature_names
+    assert torch.equal(mangoes.features, crops.features) and torch.equal(mangoes.targets, crops.targets)
 
 
 def test_tutorial_003_reproduces_the_notebooks_numbers(make_cfg):

@@ -20,10 +20,8 @@ LABEL_LENGTH = 60  # characters of a run's label in a legend
 
 
 def _figure(**kwargs) -> "Figure":
-    """A matplotlib Figure that draws without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """A matplotlib Figure that draws without a display. Made without pyplot, it needs no backend: choosing
+    one (matplotlib.use) would take a notebook's inline plots away for the rest of its session."""
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)

@@ -48,6 +48,8 @@ CROPS_TARGETS = [
     [102, 120],
 ]
 CROPS_NAMES = (["temp", "rainfall", "humidity"], ["apples", "oranges"])
+# Tutorial 002 grows mangoes and oranges on the same numbers.
+CROPS_MANGOES_NAMES = (CROPS_NAMES[0], ["mangoes", "oranges"])
 
 # Tutorial 000's own five-region table differs from the first five rows above in one
 # cell: region C has rainfall 145, not 134. Kept as printed in the notebook.
@@ -123,12 +125,13 @@ BUILTIN_TABLES = {
     "crops": lambda: _table(CROPS_FEATURES, CROPS_TARGETS, CROPS_NAMES),
     "crops5": lambda: _table(CROPS_FEATURES[:5], CROPS_TARGETS[:5], CROPS_NAMES),
     "crops5_tutorial000": lambda: _table(CROPS5_TUTORIAL000_FEATURES, CROPS_TARGETS[:5], CROPS_NAMES),
+    "crops_mangoes": lambda: _table(CROPS_FEATURES, CROPS_TARGETS, CROPS_MANGOES_NAMES),
     "toy": lambda: _table(TOY_X, TOY_Y, (["x"], ["y"])),
 }
 
 
 def builtin_table(name: str) -> Table:
-    """One of the tutorials' tables by name: crops, crops5, crops5_tutorial000 or toy."""
+    """One of the tutorials' tables by name: crops, crops5, crops5_tutorial000, crops_mangoes or toy."""
     if name not in BUILTIN_TABLES:
         raise UserError(f"data.name={name!r} is not a built-in data set; choose one of {sorted(BUILTIN_TABLES)}.")
     return BUILTIN_TABLES[name]()
