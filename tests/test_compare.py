@@ -13,6 +13,7 @@ import pytest
 from experiments import comparison as compare
 from experiments.figures import LEGEND_RUNS, loss_curves_figure
 from experiments.runs import Run
+from experiments.selection import since_time
 from helpers import make_run, summary, write_curve
 
 CROPS = {"data": "crops", "feature_names": ["temp", "rainfall", "humidity"], "target_names": ["apples", "oranges"]}
@@ -155,10 +156,10 @@ def test_filters_pick_the_runs(day, tmp_path, arguments, folders):
 
 def test_since_takes_a_span_back_from_now():
     now = 1_000_000.0
-    assert compare._since("30m", now) == now - 1800 and compare._since("2h", now) == now - 7200
-    assert compare._since("1d", now) == now - 86400
-    assert compare._since("2026-12-01 20:00", now) == compare._since("2026-12-01T20:00", now) is not None
-    assert compare._since("yesterday", now) is None
+    assert since_time("30m", now) == now - 1800 and since_time("2h", now) == now - 7200
+    assert since_time("1d", now) == now - 86400
+    assert since_time("2026-12-01 20:00", now) == since_time("2026-12-01T20:00", now) is not None
+    assert since_time("yesterday", now) is None
 
 
 @pytest.mark.parametrize(

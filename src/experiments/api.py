@@ -237,5 +237,7 @@ class Sweep(Comparison):
     @property
     def runs(self) -> list[Run]:
         """Each job's run, in job order."""
-        jobs = [job for job in self.path.iterdir() if job.is_dir() and job.name.split("_", 1)[0].isdigit()]
-        return [Run(job) for job in sorted(jobs, key=lambda job: int(job.name.split("_", 1)[0]))]
+        from experiments.naming import job_number
+
+        jobs = [job for job in self.path.iterdir() if job.is_dir() and job_number(job) is not None]
+        return [Run(job) for job in sorted(jobs, key=job_number)]

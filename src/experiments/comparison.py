@@ -12,7 +12,6 @@ and the others are compared as usual."""
 import argparse
 import csv
 import io
-import math
 import re
 import sys
 import time
@@ -24,7 +23,9 @@ from typing import Any
 from experiments import stopping
 from experiments.errors import UserError
 from experiments.files import write_whole
+from experiments.naming import job_number
 from experiments.runs import Run, load_runs, read_landscape, read_loss_curve
+from experiments.selection import SETTING, WHEN_EXAMPLES, select, since_time
 
 COLUMNS = [
     "data_set",
@@ -62,8 +63,8 @@ def distinct_overrides(runs: list[Run]) -> list[str]:
 
 
 def _folder(run_dir: Path) -> str:
-    number = run_dir.name.split("_", 1)[0]
-    return f"job {number} of {run_dir.parent.name}" if number.isdigit() and "=" in run_dir.name else run_dir.name
+    number = job_number(run_dir)
+    return f"job {number} of {run_dir.parent.name}" if number is not None else run_dir.name
 
 
 @dataclass
@@ -242,8 +243,8 @@ def _suffixes(data_sets: list[DataSet]) -> list[str]:
 
 def _job_order(run_dir: Path) -> tuple:
     """Sweep jobs by their number (`3_optim.lr=...`), then other runs by name."""
-    number = run_dir.name.split("_", 1)[0]
-    return (str(run_dir.parent), 0, int(number), "") if number.isdigit() else (str(run_dir.parent), 1, 0, run_dir.name)
+    number = job_number(run_dir)
+    return (str(run_dir.parent), 0, number, "") if number is not None else (str(run_dir.parent), 1, 0, run_dir.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,14 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     except stopping.Stopped as stop:
         return stop.exit_status
     return 0
-
-
-SETTING = re.compile(r"[+~]?[A-Za-z_][\w.]*=.*", re.DOTALL)  # optim=adam, optim.lr=1e-5: not a path
-SPAN = re.compile(r"(\d+(?:\.\d*)?)\s*([smhdw])")
-SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-WHEN_EXAMPLES = (
-    "a date such as 2026-12-01, a time such as '2026-12-01 20:00', or a span back from now such as 30m, 2h or 1d"
-)
 
 
 def compare_runs(argv: list[str] | None) -> Path:
@@ -296,7 +289,7 @@ def compare_runs(argv: list[str] | None) -> Path:
     paths = [Path(arg) for arg in args.paths if not SETTING.fullmatch(arg)] or [Path("outputs")]
     if args.last is not None and not (args.last.isdigit() and int(args.last) > 0):
         raise UserError(f"--last {args.last!r} is not a number of runs; give one such as --last 5.")
-    since = None if args.since is None else _since(args.since, time.time())
+    since = None if args.since is None else since_time(args.since, time.time())
     if args.since is not None and since is None:
         raise UserError(f"--since {args.since!r} is not a time; give {WHEN_EXAMPLES}.")
     missing = [str(p) for p in paths if not p.exists()]
@@ -305,11 +298,7 @@ def compare_runs(argv: list[str] | None) -> Path:
     found = load_runs(paths, curves=False)
     if not found:
         raise UserError(f"no runs (folders with a summary.json) under {', '.join(map(str, paths))}.")
-    runs = [run for run in found if all(matches(run, setting) for setting in settings)]
-    runs = [run for run in runs if since is None or run.modified >= since]
-    if args.last is not None:
-        recent = {id(run) for run in sorted(runs, key=lambda run: run.modified)[-int(args.last) :]}
-        runs = [run for run in runs if id(run) in recent]
+    runs = select(found, settings, since, None if args.last is None else int(args.last))
     selection = " ".join(settings + [f"--{o} {getattr(args, o)}" for o in ("since", "last") if getattr(args, o)])
     if not runs:
         raise UserError(
@@ -331,39 +320,6 @@ def compare_runs(argv: list[str] | None) -> Path:
         ) from None
     print(f"\nWrote {', '.join(written)} in {out}")
     return out
-
-
-def _since(text: str, now: float) -> float | None:
-    """The moment `text` names, as a timestamp: a date or date and time (local), or a span back from
-    `now` (30m, 2h, 1d); None if it names none."""
-    span = SPAN.fullmatch(text.strip())
-    if span:
-        return now - float(span[1]) * SECONDS[span[2]]
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        return None
-
-
-def matches(run: Run, setting: str) -> bool:
-    """Whether `run` was made with `setting` (`name=value`, as train.py takes it): one of its recorded
-    overrides is exactly that, or its summary.json records that value under the name's last part
-    (optim=adam: `optim`; optim.lr=1e-5: `lr`, compared as a number; trainer.max_epochs: `max_epochs`)."""
-    if f",{setting}," in f",{run.overrides},":
-        return True
-    name, value = setting.split("=", 1)
-    key = name.lstrip("+~").rsplit(".", 1)[-1]
-    if key not in run.summary:
-        return False
-    recorded = run.summary[key]
-    if isinstance(recorded, bool) or recorded is None:
-        return value.strip().lower() in {True: ("true",), False: ("false",), None: ("null", "none", "~")}[recorded]
-    if isinstance(recorded, (int, float)):
-        try:
-            return math.isclose(float(value), recorded, rel_tol=1e-9)
-        except ValueError:
-            return False
-    return str(recorded) == value
 
 
 def _new_folder(parent: Path) -> Path:

@@ -117,7 +117,8 @@ _NUMBER_OVERRIDE = re.compile(
     r"(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)=(?P<value>[-+]?(?:(?:0|[1-9]\d*)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
 )
 _JOB_FIELD = re.compile(r"\$\{hydra\.job\.(num|id|override_dirname)\}")
-_FOLDER_SUFFIX = "${folder_suffix:${hydra.job.override_dirname}}"  # conf/config.yaml's, filled in directly
+# conf/config.yaml's job folder, filled in here: resolving it through OmegaConf costs more than composing the job.
+_FOLDER_SUFFIX = "${folder_suffix:${hydra.job.override_dirname}}"
 _INTEGER = re.compile(r"[-+]?\d+")
 
 

@@ -65,6 +65,12 @@ class NameJobsByWhatVaries(Callback):
             config.hydra.overrides.hydra.append(setting)
 
 
+def job_number(folder: Path) -> int | None:
+    """The number of a sweep's job from its folder's name (`3_optim.lr=1e-05` is job 3); None for another folder."""
+    head = folder.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 _RUN_FOLDER = re.compile(r"(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6})(?:_(.+))?")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from experiments.errors import UserError
+from experiments.naming import job_number
 
 # What a resumed run may set differently from the run it continues (a sweep: only how it is launched).
 CHANGEABLE = ("trainer.max_epochs", "checkpoint_minutes", "fit_picture", "hydra/launcher", "hydra.launcher.")
@@ -138,9 +139,9 @@ def finished_jobs(sweep_dir: Path, job_overrides: Sequence[Sequence[str]], first
     its folder `<index>_...` with the same recorded overrides."""
     folders: dict[int, Path] = {}
     for path in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
-        number = path.name.split("_", 1)[0]
-        if number.isdigit() and path.is_dir():
-            folders[int(number)] = path
+        number = job_number(path)
+        if number is not None and path.is_dir():
+            folders[number] = path
     finished = set()
     for index, overrides in enumerate(job_overrides, start=first_index):
         folder = folders.get(index)

@@ -29,6 +29,7 @@ from experiments.errors import Exit, UserError
 from experiments.files import disk_trouble, is_disk_trouble, write_whole
 from experiments.folders import remove_if_unused
 from experiments.jobs import InvalidJob, Job
+from experiments.naming import job_number
 from experiments.resume import clear_attempt, resumable
 from experiments.runs import Run, load_runs
 from experiments.summary import format_result, objective, write_summary
@@ -140,17 +141,17 @@ class SweepSummary(Callback):
             lines += stable_lr_lines(runs, sweep_dir)
             lines.append(f"View it:  tensorboard --logdir {sweep_dir}")
         if stopped:
-            lines += self._not_run(sweep_dir, {run.path.name for run in runs})
+            lines += self._not_run({run.path for run in runs})
             lines.append(f"Stopped. Continue it with:  python train.py resume={sweep_dir}")
         print("\n" + "\n".join(lines), flush=True)
         if runs:
             write_comparison(runs, sweep_dir, print_table=False)
         return counts["failed"]
 
-    def _not_run(self, sweep_dir: Path, folders: set[str]) -> list[str]:
+    def _not_run(self, folders: set[Path]) -> list[str]:
         """A line naming the planned jobs that have no folder with a summary (the first ten)."""
-        numbers = {name.split("_", 1)[0] for name in folders}
-        missing = [(i, job) for i, job in enumerate(SweepSummary.planned) if str(i) not in numbers]
+        numbers = {job_number(folder) for folder in folders}
+        missing = [(i, job) for i, job in enumerate(SweepSummary.planned) if i not in numbers]
         if not missing:
             return []
         named = "; ".join(f"#{i} {' '.join(job)}" for i, job in missing[:10])
