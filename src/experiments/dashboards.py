@@ -45,8 +45,8 @@ def hparams_of(settings: Mapping[str, Any]) -> dict[str, str | float | bool]:
     betas = settings.get("betas")
     row = {key: _value(settings.get(key)) for key in HPARAMS}
     row["momentum"] = float(settings.get("momentum", betas[0] if betas else 0.0))
-    row["options"] = " ".join(f"{key}={_text(value)}" for key, value in settings.items() if key not in HPARAMS)
-    row["options"] = row["options"] or "none"
+    others = [f"{key}={_text(value)}" for key, value in settings.items() if key not in HPARAMS]
+    row["options"] = " ".join(others) or "none"
     return row
 
 

@@ -88,7 +88,6 @@ class EpochLogger(TensorBoardLogger):
     def log_session(self, settings: Mapping[str, Any], status: str, step: int) -> None:
         """The run's row of the HPARAMS tab, its settings (also hparams.yaml) and how it ended (ok,
         diverged, interrupted); its metrics are the last values of the tags in `dashboards.METRICS`."""
-        self.write_last()
         self.log_hyperparams(dict(settings))
         for summary in hparams_summaries(settings, status, trial_name(Path(self.log_dir))):
             self.experiment.add_summary(summary, step)
